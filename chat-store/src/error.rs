@@ -1,0 +1,53 @@
+//! Errors of the store layer.
+//!
+//! The outer [`StoreError`] means "the request was malformed or the backend is broken"; a
+//! concurrency conflict is not an error but the inner `Err` of an append (sled's nested-result
+//! idea), so callers cannot confuse "retry" with "page someone".
+
+use crate::types::GlobalPosition;
+
+/// A malformed request or a failing backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream id is empty, too long or has control characters.
+    #[error("invalid stream id {stream_id:?}: 1 to {max} bytes, no control characters", max = crate::STREAM_ID_BYTES_MAX)]
+    InvalidStreamId {
+        /// The refused id.
+        stream_id: String,
+    },
+    /// A request breaks a named limit (see the `*_MAX` constants).
+    #[error("limit exceeded: {limit} is {max}, got {actual}")]
+    LimitExceeded {
+        /// The limit's name, e.g. `EVENT_BYTES_MAX`.
+        limit: &'static str,
+        /// The limit's value.
+        max: usize,
+        /// What the request had.
+        actual: usize,
+    },
+    /// The request is malformed in another way (e.g. an append with no events).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// Stored data could not be read back: the store refuses to skip it.
+    #[error("corrupt record at global position {position}: {reason}")]
+    Corrupt {
+        /// Where the damage is.
+        position: GlobalPosition,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A payload could not be upcast or decoded.
+    #[error("cannot decode event {event_type} v{schema_version}: {reason}")]
+    Decode {
+        /// The event's type.
+        event_type: String,
+        /// The stored schema version.
+        schema_version: u16,
+        /// Why.
+        reason: String,
+    },
+    /// The backend failed (I/O, connection, database error).
+    #[error("backend error: {0}")]
+    Backend(String),
+}

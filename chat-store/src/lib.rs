@@ -1,0 +1,20 @@
+//! # chat-store
+//!
+//! Pluggable event stores behind one async trait, [`EventStore`]: in-memory (tests, embedding),
+//! sled (the embedded default) and PostgreSQL (several service processes on one database).
+//!
+//! The log is the ground state of the whole engine: a store that loses, tears, reorders or skips
+//! an acknowledged event breaks every promise above it. That is why every backend runs the same
+//! public conformance suite (feature `testing`).
+
+mod error;
+mod store;
+mod types;
+
+pub use error::StoreError;
+pub use store::{AppendOutcome, EventStore};
+pub use types::{
+    AppendResult, Conflict, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX,
+    ExpectedVersion, GlobalPosition, NewEvent, READ_COUNT_MAX, RecordedEvent, STREAM_ID_BYTES_MAX,
+    STREAMS_PER_APPEND_MAX, StreamAppend, StreamId, StreamVersion,
+};
