@@ -17,9 +17,14 @@ pub mod conversation;
 mod decider;
 mod ids;
 pub mod projection;
+mod values;
 
 pub use decider::{Decider, Given, Then, given};
 pub use ids::{
     AgentId, CannedResponseId, CaseId, ChatId, CommandId, ContactId, MessageId, ModuleId, QueueId,
     StrategyId,
+};
+pub use values::{
+    AttachmentMeta, FIELD_TEXT_BYTES_MAX, FieldValue, PAGE_VAR_NAME_BYTES_MAX, PAGE_VARS_MAX,
+    PageData,
 };
