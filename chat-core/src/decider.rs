@@ -43,6 +43,16 @@ pub trait Decider {
     }
 }
 
+/// What the store needs to know about an event besides its payload: the name it is stored under
+/// and the schema version of its payload (E4). Every aggregate's event enum implements it.
+pub trait EventKind {
+    /// The stable type name, e.g. `"ChatStarted"`. Never reuse a name for a different meaning.
+    fn event_type(&self) -> &'static str;
+    /// The payload's schema version; bump it (and register an upcaster) when a change is not
+    /// backward compatible. Adding an optional field is compatible (payloads have named fields).
+    fn schema_version(&self) -> u16;
+}
+
 /// Given/when/then for deciders (the cqrs-es `TestFramework` idea), public so that embedders can
 /// test their own commands the same way.
 ///

@@ -19,7 +19,7 @@ mod ids;
 pub mod projection;
 mod values;
 
-pub use decider::{Decider, Given, Then, given};
+pub use decider::{Decider, EventKind, Given, Then, given};
 pub use ids::{
     AgentId, CannedResponseId, CaseId, ChatId, CommandId, ContactId, MessageId, ModuleId, QueueId,
     StrategyId,

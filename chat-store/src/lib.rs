@@ -8,6 +8,7 @@
 //! public conformance suite (feature `testing`).
 
 mod error;
+mod postgres;
 mod store;
 mod types;
 

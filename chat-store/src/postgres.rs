@@ -1,0 +1,1 @@
+//! PostgreSQL event store (being written; nothing here works yet).
