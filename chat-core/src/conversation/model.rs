@@ -1,0 +1,243 @@
+//! The vocabulary of a chat: the values its commands and events carry.
+//!
+//! They are plain serde data because events are stored (MessagePack with named fields, E4) and
+//! replayed forever: a field here is a promise to every reader of the log.
+
+use crate::{AgentId, AttachmentMeta, CaseId, ChatId, ContactId, FieldValue, MessageId, PageData};
+use crate::{ModuleId, QueueId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Who did something in a chat: the author of a message, the party that ended an episode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Party {
+    /// The visitor (the contact behind the chat).
+    Visitor,
+    /// A human agent.
+    Agent(AgentId),
+    /// The engine itself (timeouts, routing outcomes, bots).
+    System,
+}
+
+/// Who may end a chat on purpose; the engine ends it through other commands (tick, no agent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndedBy {
+    /// The visitor closed the chat.
+    Visitor,
+    /// The assigned agent left, which ends it for the visitor too (C6).
+    Agent(AgentId),
+}
+
+/// Where the visitor came from (M9): the widget on a page, or a link (e.g. in an SMS campaign).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// The embedded widget.
+    Widget,
+    /// The module's public chat link.
+    Link,
+}
+
+/// The module and account settings the chat itself needs, snapshotted at start so that a later
+/// configuration change never rewrites how an existing chat behaves on replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatSettings {
+    /// Asynchronous chatting (C3): the visitor may keep writing while no agent is available.
+    pub async_chatting: bool,
+    /// A6: when no agent can take the chat, turn it into a case instead of leaving it unmanaged.
+    pub case_when_no_agent: bool,
+    /// C5: seconds a chat may stay unattended before it ends with disposition timeout; `None`
+    /// disables the timeout. At most [`UNATTENDED_TIMEOUT_S_MAX`](super::UNATTENDED_TIMEOUT_S_MAX).
+    pub unattended_timeout_s: Option<u32>,
+    /// O2: e-mail the transcript to the visitor at the end of an episode (when an e-mail is known).
+    pub transcript_email: bool,
+    /// A5: largest attachment a message may carry, in bytes; 0 refuses attachments.
+    pub attachment_bytes_max: u64,
+}
+
+/// Facts the host established just before a start or a resume (C2, F5). chat-core cannot know
+/// them (they come from the schedule, the module's open-chat count and the contact), so they come
+/// in as data and the decision is made, and explained, in `decide`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// Whether the module is inside its working intervals now (S2).
+    pub within_working_hours: bool,
+    /// The module's open chats now, not counting this one.
+    pub open_chats: u32,
+    /// The module's maximum of concurrent chats; `None` is unlimited.
+    pub open_chats_max: Option<u32>,
+    /// Whether the contact is blocked (F5).
+    pub contact_blocked: bool,
+}
+
+/// Why a chat went offline at start or resume (C2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OfflineReason {
+    /// Outside the module's working intervals.
+    OutsideWorkingHours,
+    /// The module already had its maximum of concurrent chats.
+    ModuleAtCapacity {
+        /// Open chats when the decision was made.
+        open_chats: u32,
+        /// The module's maximum.
+        open_chats_max: u32,
+    },
+}
+
+/// How an episode ended (C6). Exactly one per ended episode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Disposition {
+    /// An agent handled the chat and it was ended by either side.
+    Managed,
+    /// The chat went offline at start or resume (O1 handles the offline message).
+    Offline {
+        /// Why.
+        reason: OfflineReason,
+    },
+    /// No agent could take it and neither async chatting nor cases were on (C3).
+    Unmanaged,
+    /// Unattended for longer than the module's timeout (C5).
+    Timeout,
+    /// The visitor left before any agent took the chat.
+    Abandoned,
+    /// An agent blocked the visitor (F5).
+    Blocked,
+    /// The chat became a case (A6).
+    Case {
+        /// The case created.
+        case_id: CaseId,
+    },
+}
+
+/// Why a chat (re-)entered the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueCause {
+    /// A new chat was admitted: inside working hours and below the module's maximum (C2).
+    Started,
+    /// The visitor resumed an ended chat (C7).
+    Resumed,
+    /// The assigned agent transferred the chat to a queue (A3); level-2 members may take it (R1).
+    Transferred {
+        /// The agent who gave the chat away.
+        from: AgentId,
+        /// The target queue.
+        queue: QueueId,
+    },
+}
+
+/// How an agent came to hold a chat (A2, A3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AssignVia {
+    /// Automatic routing chose the agent.
+    Routing,
+    /// The agent took a waiting chat themselves.
+    ManualPick,
+    /// Another agent transferred it directly.
+    Transfer {
+        /// The previous agent.
+        from: AgentId,
+    },
+}
+
+/// An article sent in a chat (A3): a title and a link, a body, or both.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Article {
+    /// The title.
+    pub title: String,
+    /// Where the article lives.
+    pub link: Option<String>,
+    /// The article's text, when sent inline.
+    pub body: Option<String>,
+}
+
+/// The content of one message (C4, A3). Attachments are metadata; bytes live with the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageBody {
+    /// The text (may be empty when something else is sent).
+    pub text: String,
+    /// Attached files' metadata.
+    pub attachments: Vec<AttachmentMeta>,
+    /// Persistent quick replies offered to the visitor (agents and the system only).
+    pub quick_replies: Vec<String>,
+    /// An article (agents and the system only).
+    pub article: Option<Article>,
+    /// A video-call link (agents and the system only).
+    pub video_call_link: Option<String>,
+}
+
+impl MessageBody {
+    /// A text-only message: the common case.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// That a message was redacted, by whom and when (X4): the audit keeps this forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redaction {
+    /// The agent who redacted it.
+    pub by: AgentId,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One message as the chat keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// The host-minted id.
+    pub id: MessageId,
+    /// The episode it was posted in.
+    pub episode: u32,
+    /// Who wrote it.
+    pub author: Party,
+    /// When it was accepted.
+    pub at: DateTime<Utc>,
+    /// Its content; see [`ChatMessage::for_readers`] for what readers may see.
+    pub body: MessageBody,
+    /// Set once the message is redacted.
+    pub redaction: Option<Redaction>,
+}
+
+impl ChatMessage {
+    /// The message as every reader sees it: a redacted message keeps its id, author, time and the
+    /// redaction record, and loses its content (X4). The one place this rule lives; the view and
+    /// the case snapshot both use it.
+    pub fn for_readers(&self) -> Self {
+        let mut message = self.clone();
+        if message.redaction.is_some() {
+            message.body = MessageBody::default();
+        }
+        message
+    }
+}
+
+/// Everything a ticketing system needs to open a case from a chat (A6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseData {
+    /// The case id (minted by the host).
+    pub case_id: CaseId,
+    /// The chat it comes from.
+    pub chat: ChatId,
+    /// The module the chat came through.
+    pub module: ModuleId,
+    /// The contact.
+    pub contact: ContactId,
+    /// The contact's e-mail, when known.
+    pub contact_email: Option<String>,
+    /// The agent who asked for it; `None` when no agent was available (module option).
+    pub requested_by: Option<AgentId>,
+    /// The start form's answers.
+    pub form_answers: BTreeMap<String, FieldValue>,
+    /// The page data (M6).
+    pub page: PageData,
+    /// The latest messages (at most [`CASE_MESSAGES_MAX`](super::CASE_MESSAGES_MAX)), redactions
+    /// applied.
+    pub messages: Vec<ChatMessage>,
+    /// How many messages the chat had in total (more than `messages.len()` when truncated).
+    pub messages_total: u32,
+    /// The configured template fields (A6).
+    pub template: BTreeMap<String, FieldValue>,
+}
