@@ -1,0 +1,232 @@
+//! Canned responses (A4): personal and team macros an agent inserts by typing `/shortcut`.
+//!
+//! Each response is an aggregate (`canned-<uuid>`) so edits have an author and a time; the
+//! lookup is a projection ([`CannedLibrary`]) because it reads across responses.
+
+use super::common::{
+    AdminCommand, ConfigRejection, Stamped, TEXT_CHARS_MAX, check_key, check_name, check_text,
+};
+use crate::{AgentId, CannedResponseId, Decider, EventKind};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most responses one lookup returns (the agent keeps typing to narrow it).
+pub const CANNED_LOOKUP_RESULTS_MAX: usize = 20;
+
+/// Who may use a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CannedScope {
+    /// Only this agent.
+    Personal(AgentId),
+    /// Every agent of the account.
+    Team,
+}
+
+/// The text fields of a response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CannedContent {
+    /// Typed after `/` (lowercase letters, digits, `_`).
+    pub shortcut: String,
+    /// A title for the picker.
+    pub title: String,
+    /// The text inserted.
+    pub body: String,
+}
+
+impl CannedContent {
+    fn validate(&self) -> Result<(), ConfigRejection> {
+        check_key("shortcut", &self.shortcut)?;
+        check_name("title", &self.title)?;
+        check_text("body", &self.body, TEXT_CHARS_MAX)?;
+        if self.body.trim().is_empty() {
+            return Err(ConfigRejection::Empty {
+                field: "body".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A live canned response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CannedResponse {
+    /// Its id.
+    pub id: CannedResponseId,
+    /// Personal or team.
+    pub scope: CannedScope,
+    /// Shortcut, title, body.
+    pub content: CannedContent,
+}
+
+/// The state of a canned response stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CannedState {
+    /// The response, once created.
+    pub response: Option<CannedResponse>,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+/// What can be asked of a canned response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CannedCommand {
+    /// Create.
+    Create {
+        /// Minted by the host.
+        id: CannedResponseId,
+        /// Personal or team.
+        scope: CannedScope,
+        /// The text.
+        content: CannedContent,
+    },
+    /// Replace the text.
+    Update {
+        /// The new text.
+        content: CannedContent,
+    },
+    /// Delete.
+    Delete,
+}
+
+/// What happened to a canned response. Stored inside [`Stamped`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CannedEvent {
+    /// Created.
+    Created {
+        /// Its id.
+        id: CannedResponseId,
+        /// Personal or team.
+        scope: CannedScope,
+        /// The text.
+        content: CannedContent,
+    },
+    /// Text replaced.
+    Updated {
+        /// The new text.
+        content: CannedContent,
+    },
+    /// Deleted.
+    Deleted,
+}
+
+impl EventKind for CannedEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "CannedResponseCreated",
+            Self::Updated { .. } => "CannedResponseUpdated",
+            Self::Deleted => "CannedResponseDeleted",
+        }
+    }
+
+    fn schema_version(&self) -> u16 {
+        1
+    }
+}
+
+/// The canned response aggregate's decider (state [`CannedState`]).
+#[derive(Debug)]
+pub enum CannedDecider {}
+
+impl Decider for CannedDecider {
+    type State = CannedState;
+    type Command = AdminCommand<CannedCommand>;
+    type Event = Stamped<CannedEvent>;
+    type Rejection = ConfigRejection;
+
+    fn decide(
+        state: &Self::State,
+        command: &Self::Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Self::Event>, Self::Rejection> {
+        const OBJECT: &str = "canned response";
+        let events = match (&command.command, &state.response) {
+            (CannedCommand::Create { .. }, Some(_)) => {
+                return Err(ConfigRejection::AlreadyExists { object: OBJECT });
+            }
+            (CannedCommand::Create { id, scope, content }, None) => {
+                content.validate()?;
+                vec![CannedEvent::Created {
+                    id: *id,
+                    scope: *scope,
+                    content: content.clone(),
+                }]
+            }
+            (_, None) => return Err(ConfigRejection::NotFound { object: OBJECT }),
+            (_, Some(_)) if state.deleted => {
+                return Err(ConfigRejection::Deleted { object: OBJECT });
+            }
+            (CannedCommand::Update { content }, Some(response)) => {
+                content.validate()?;
+                if *content == response.content {
+                    vec![]
+                } else {
+                    vec![CannedEvent::Updated {
+                        content: content.clone(),
+                    }]
+                }
+            }
+            (CannedCommand::Delete, Some(_)) => vec![CannedEvent::Deleted],
+        };
+        Ok(command.stamp(now, events))
+    }
+
+    fn evolve(state: &mut Self::State, event: &Self::Event) {
+        match &event.event {
+            CannedEvent::Created { id, scope, content } => {
+                state.response = Some(CannedResponse {
+                    id: *id,
+                    scope: *scope,
+                    content: content.clone(),
+                });
+            }
+            CannedEvent::Updated { content } => {
+                if let Some(response) = state.response.as_mut() {
+                    response.content = content.clone();
+                }
+            }
+            CannedEvent::Deleted => state.deleted = true,
+        }
+    }
+}
+
+/// Every live canned response, for the `/shortcut` lookup (A4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CannedLibrary {
+    responses: BTreeMap<CannedResponseId, CannedState>,
+}
+
+impl CannedLibrary {
+    /// Folds one event of `id`'s stream.
+    pub fn record(&mut self, id: CannedResponseId, event: &Stamped<CannedEvent>) {
+        CannedDecider::evolve(self.responses.entry(id).or_default(), event);
+    }
+
+    /// The responses `agent` may use whose shortcut starts with what follows the `/` in
+    /// `typed` (`"/gre"` finds `greeting`). The agent's personal ones come first, then team
+    /// ones, each by shortcut; at most [`CANNED_LOOKUP_RESULTS_MAX`]. Text not starting with
+    /// `/` finds nothing.
+    pub fn lookup(&self, agent: AgentId, typed: &str) -> Vec<&CannedResponse> {
+        let Some(prefix) = typed.strip_prefix('/') else {
+            return Vec::new();
+        };
+        let prefix = prefix.to_lowercase();
+        let mut found: Vec<&CannedResponse> = self
+            .responses
+            .values()
+            .filter(|s| !s.deleted)
+            .filter_map(|s| s.response.as_ref())
+            .filter(|r| r.scope == CannedScope::Personal(agent) || r.scope == CannedScope::Team)
+            .filter(|r| r.content.shortcut.starts_with(&prefix))
+            .collect();
+        found.sort_by(|a, b| {
+            (a.scope == CannedScope::Team, &a.content.shortcut, a.id).cmp(&(
+                b.scope == CannedScope::Team,
+                &b.content.shortcut,
+                b.id,
+            ))
+        });
+        found.truncate(CANNED_LOOKUP_RESULTS_MAX);
+        found
+    }
+}

@@ -1,0 +1,414 @@
+//! Queues with member agents and levels (R1), and each agent's capacity (R2): the configuration
+//! chat-routing reads. Both are aggregates so that every membership change has an author and a
+//! time (M7), and so that routing can state which configuration version it assumed.
+
+use super::common::{
+    AdminCommand, ConfigRejection, Stamped, check_count, check_name, check_reference,
+};
+use crate::{AgentId, EventKind, QueueId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most members of one queue.
+pub const MEMBERS_PER_QUEUE_MAX: usize = 500;
+/// Highest capacity (concurrent chats) of one agent.
+pub const AGENT_CAPACITY_MAX: u32 = 50;
+/// Stream-name prefix of agent profiles (`agent-<uuid>` is the agent's presence stream).
+pub const AGENT_PROFILE_STREAM_PREFIX: &str = "agentprofile";
+
+/// A member's level in a queue (R1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Level {
+    /// Serves chats started by visitors (and transfers).
+    One,
+    /// Only receives transferred chats.
+    Two,
+}
+
+/// A live queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queue {
+    /// Its id.
+    pub id: QueueId,
+    /// Its name.
+    pub name: String,
+    /// Its reference (unique among queues).
+    pub reference: String,
+    /// Members and their levels.
+    pub members: BTreeMap<AgentId, Level>,
+}
+
+impl Queue {
+    /// The agents that may receive a chat: level 1 only for a new chat, both levels for a
+    /// transfer (R1).
+    pub fn eligible(&self, transferred: bool) -> impl Iterator<Item = AgentId> + '_ {
+        self.members
+            .iter()
+            .filter(move |(_, level)| transferred || **level == Level::One)
+            .map(|(agent, _)| *agent)
+    }
+}
+
+/// The state of a queue stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueState {
+    /// The queue, once created.
+    pub queue: Option<Queue>,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+/// What an admin can ask of a queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueCommand {
+    /// Create (the host reserves the reference in the same append).
+    Create {
+        /// Minted by the host.
+        id: QueueId,
+        /// Its name.
+        name: String,
+        /// Its reference.
+        reference: String,
+    },
+    /// Rename.
+    Rename {
+        /// The new name.
+        name: String,
+    },
+    /// Add a member, or change a member's level.
+    SetMember {
+        /// The agent.
+        agent: AgentId,
+        /// The level.
+        level: Level,
+    },
+    /// Remove a member.
+    RemoveMember {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// Delete (the host releases the reference in the same append).
+    Delete,
+}
+
+/// What happened to a queue. Stored inside [`Stamped`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueEvent {
+    /// The queue exists.
+    Created {
+        /// Its id.
+        id: QueueId,
+        /// Its name.
+        name: String,
+        /// Its reference.
+        reference: String,
+    },
+    /// Renamed.
+    Renamed {
+        /// The new name.
+        name: String,
+    },
+    /// A member was added or changed level.
+    MemberSet {
+        /// The agent.
+        agent: AgentId,
+        /// The level.
+        level: Level,
+    },
+    /// A member was removed.
+    MemberRemoved {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// Deleted.
+    Deleted,
+}
+
+impl EventKind for QueueEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "QueueCreated",
+            Self::Renamed { .. } => "QueueRenamed",
+            Self::MemberSet { .. } => "QueueMemberSet",
+            Self::MemberRemoved { .. } => "QueueMemberRemoved",
+            Self::Deleted => "QueueDeleted",
+        }
+    }
+
+    fn schema_version(&self) -> u16 {
+        1
+    }
+}
+
+/// The queue aggregate's decider (state [`QueueState`]).
+#[derive(Debug)]
+pub enum QueueDecider {}
+
+impl crate::Decider for QueueDecider {
+    type State = QueueState;
+    type Command = AdminCommand<QueueCommand>;
+    type Event = Stamped<QueueEvent>;
+    type Rejection = ConfigRejection;
+
+    fn decide(
+        state: &Self::State,
+        command: &Self::Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Self::Event>, Self::Rejection> {
+        const OBJECT: &str = "queue";
+        let events = if let QueueCommand::Create {
+            id,
+            name,
+            reference,
+        } = &command.command
+        {
+            if state.queue.is_some() {
+                return Err(ConfigRejection::AlreadyExists { object: OBJECT });
+            }
+            check_name("name", name)?;
+            check_reference(reference)?;
+            vec![QueueEvent::Created {
+                id: *id,
+                name: name.clone(),
+                reference: reference.clone(),
+            }]
+        } else {
+            let queue = state
+                .queue
+                .as_ref()
+                .ok_or(ConfigRejection::NotFound { object: OBJECT })?;
+            if state.deleted {
+                return Err(ConfigRejection::Deleted { object: OBJECT });
+            }
+            match &command.command {
+                QueueCommand::Create { .. } => vec![],
+                QueueCommand::Rename { name } => {
+                    check_name("name", name)?;
+                    if *name == queue.name {
+                        vec![]
+                    } else {
+                        vec![QueueEvent::Renamed { name: name.clone() }]
+                    }
+                }
+                QueueCommand::SetMember { agent, level } => match queue.members.get(agent) {
+                    Some(current) if current == level => vec![],
+                    Some(_) => vec![QueueEvent::MemberSet {
+                        agent: *agent,
+                        level: *level,
+                    }],
+                    None => {
+                        check_count("members", queue.members.len() + 1, MEMBERS_PER_QUEUE_MAX)?;
+                        vec![QueueEvent::MemberSet {
+                            agent: *agent,
+                            level: *level,
+                        }]
+                    }
+                },
+                QueueCommand::RemoveMember { agent } => {
+                    if !queue.members.contains_key(agent) {
+                        return Err(ConfigRejection::Missing {
+                            field: "members".to_owned(),
+                            value: agent.to_string(),
+                        });
+                    }
+                    vec![QueueEvent::MemberRemoved { agent: *agent }]
+                }
+                QueueCommand::Delete => vec![QueueEvent::Deleted],
+            }
+        };
+        Ok(command.stamp(now, events))
+    }
+
+    fn evolve(state: &mut Self::State, event: &Self::Event) {
+        if let QueueEvent::Created {
+            id,
+            name,
+            reference,
+        } = &event.event
+        {
+            state.queue = Some(Queue {
+                id: *id,
+                name: name.clone(),
+                reference: reference.clone(),
+                members: BTreeMap::new(),
+            });
+            return;
+        }
+        let Some(queue) = state.queue.as_mut() else {
+            return;
+        };
+        match &event.event {
+            QueueEvent::Created { .. } => {}
+            QueueEvent::Renamed { name } => queue.name = name.clone(),
+            QueueEvent::MemberSet { agent, level } => {
+                queue.members.insert(*agent, *level);
+            }
+            QueueEvent::MemberRemoved { agent } => {
+                queue.members.remove(agent);
+            }
+            QueueEvent::Deleted => state.deleted = true,
+        }
+    }
+}
+
+/// The stream holding an agent's configuration (name, capacity), apart from the agent's
+/// presence stream so that the two halves of chat-core never write to one stream.
+pub fn agent_profile_stream(agent: AgentId) -> String {
+    format!("{AGENT_PROFILE_STREAM_PREFIX}-{agent}")
+}
+
+/// An agent's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentProfile {
+    /// Set once created.
+    pub agent: Option<AgentId>,
+    /// Display name.
+    pub name: String,
+    /// Most chats at once (R2).
+    pub capacity: u32,
+}
+
+/// What an admin can ask of an agent profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentProfileCommand {
+    /// Create the profile.
+    Create {
+        /// The agent.
+        agent: AgentId,
+        /// Display name.
+        name: String,
+        /// Most chats at once.
+        capacity: u32,
+    },
+    /// Rename.
+    Rename {
+        /// The new name.
+        name: String,
+    },
+    /// Change the capacity (R2).
+    SetCapacity {
+        /// Most chats at once.
+        capacity: u32,
+    },
+}
+
+/// What happened to an agent profile. Stored inside [`Stamped`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentProfileEvent {
+    /// The profile exists.
+    Created {
+        /// The agent.
+        agent: AgentId,
+        /// Display name.
+        name: String,
+        /// Capacity.
+        capacity: u32,
+    },
+    /// Renamed.
+    Renamed {
+        /// The new name.
+        name: String,
+    },
+    /// Capacity changed.
+    CapacitySet {
+        /// The new capacity.
+        capacity: u32,
+    },
+}
+
+impl EventKind for AgentProfileEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "AgentProfileCreated",
+            Self::Renamed { .. } => "AgentProfileRenamed",
+            Self::CapacitySet { .. } => "AgentCapacitySet",
+        }
+    }
+
+    fn schema_version(&self) -> u16 {
+        1
+    }
+}
+
+fn check_capacity(capacity: u32) -> Result<(), ConfigRejection> {
+    if !(1..=AGENT_CAPACITY_MAX).contains(&capacity) {
+        return Err(ConfigRejection::OutOfRange {
+            field: "capacity".to_owned(),
+            min: 1,
+            max: u64::from(AGENT_CAPACITY_MAX),
+            value: u64::from(capacity),
+        });
+    }
+    Ok(())
+}
+
+impl crate::Decider for AgentProfile {
+    type State = AgentProfile;
+    type Command = AdminCommand<AgentProfileCommand>;
+    type Event = Stamped<AgentProfileEvent>;
+    type Rejection = ConfigRejection;
+
+    fn decide(
+        state: &Self::State,
+        command: &Self::Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Self::Event>, Self::Rejection> {
+        const OBJECT: &str = "agent profile";
+        let exists = state.agent.is_some();
+        let events = match &command.command {
+            AgentProfileCommand::Create {
+                agent,
+                name,
+                capacity,
+            } => {
+                if exists {
+                    return Err(ConfigRejection::AlreadyExists { object: OBJECT });
+                }
+                check_name("name", name)?;
+                check_capacity(*capacity)?;
+                vec![AgentProfileEvent::Created {
+                    agent: *agent,
+                    name: name.clone(),
+                    capacity: *capacity,
+                }]
+            }
+            _ if !exists => return Err(ConfigRejection::NotFound { object: OBJECT }),
+            AgentProfileCommand::Rename { name } => {
+                check_name("name", name)?;
+                if *name == state.name {
+                    vec![]
+                } else {
+                    vec![AgentProfileEvent::Renamed { name: name.clone() }]
+                }
+            }
+            AgentProfileCommand::SetCapacity { capacity } => {
+                check_capacity(*capacity)?;
+                if *capacity == state.capacity {
+                    vec![]
+                } else {
+                    vec![AgentProfileEvent::CapacitySet {
+                        capacity: *capacity,
+                    }]
+                }
+            }
+        };
+        Ok(command.stamp(now, events))
+    }
+
+    fn evolve(state: &mut Self::State, event: &Self::Event) {
+        match &event.event {
+            AgentProfileEvent::Created {
+                agent,
+                name,
+                capacity,
+            } => {
+                state.agent = Some(*agent);
+                state.name = name.clone();
+                state.capacity = *capacity;
+            }
+            AgentProfileEvent::Renamed { name } => state.name = name.clone(),
+            AgentProfileEvent::CapacitySet { capacity } => state.capacity = *capacity,
+        }
+    }
+}
