@@ -10,7 +10,8 @@ use crate::types::GlobalPosition;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The stream id is empty, too long or has control characters.
+    /// The stream id is empty or has control characters (a too long id is
+    /// [`StoreError::LimitExceeded`] with `STREAM_ID_BYTES_MAX`).
     #[error("invalid stream id {stream_id:?}: 1 to {max} bytes, no control characters", max = crate::STREAM_ID_BYTES_MAX)]
     InvalidStreamId {
         /// The refused id.
@@ -29,6 +30,18 @@ pub enum StoreError {
     /// The request is malformed in another way (e.g. an append with no events).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// An event id that is already stored comes back in a request that is not an exact retry of
+    /// the append that stored it (other stream or content, or only part of the original events).
+    /// Writing it twice would break the id's uniqueness; ignoring it would hide a client bug.
+    #[error("event id {event_id} is already stored at global position {position}: {reason}")]
+    DuplicateEventId {
+        /// The reused id.
+        event_id: uuid::Uuid,
+        /// Where the stored event with that id is.
+        position: GlobalPosition,
+        /// How the request differs from an exact retry.
+        reason: String,
+    },
     /// Stored data could not be read back: the store refuses to skip it.
     #[error("corrupt record at global position {position}: {reason}")]
     Corrupt {

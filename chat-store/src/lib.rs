@@ -7,12 +7,18 @@
 //! an acknowledged event breaks every promise above it. That is why every backend runs the same
 //! public conformance suite (feature `testing`).
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod error;
+mod memory;
+mod plan;
 mod postgres;
 mod store;
 mod types;
 
 pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use plan::{check_retry, validate_appends, validate_read_count};
 pub use store::{AppendOutcome, EventStore};
 pub use types::{
     AppendResult, Conflict, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX,

@@ -26,11 +26,19 @@ pub const READ_COUNT_MAX: usize = 10_000;
 pub struct StreamId(String);
 
 impl StreamId {
-    /// Validates and wraps a stream id: non-empty, at most [`STREAM_ID_BYTES_MAX`] bytes, no
-    /// control characters.
+    /// Validates and wraps a stream id: non-empty, at most [`STREAM_ID_BYTES_MAX`] bytes
+    /// (`LimitExceeded` otherwise), no control characters. Stores rely on the absence of control
+    /// characters: sled separates the id from the version in its keys with a 0 byte.
     pub fn new(id: impl Into<String>) -> Result<Self, crate::StoreError> {
         let id = id.into();
-        if id.is_empty() || id.len() > STREAM_ID_BYTES_MAX || id.chars().any(char::is_control) {
+        if id.len() > STREAM_ID_BYTES_MAX {
+            return Err(crate::StoreError::LimitExceeded {
+                limit: "STREAM_ID_BYTES_MAX",
+                max: STREAM_ID_BYTES_MAX,
+                actual: id.len(),
+            });
+        }
+        if id.is_empty() || id.chars().any(char::is_control) {
             return Err(crate::StoreError::InvalidStreamId { stream_id: id });
         }
         Ok(Self(id))
