@@ -132,6 +132,9 @@ pub enum WaitReason {
     },
     /// Eligible agents exist but the policy chose none.
     PolicyDeclined,
+    /// Chats ahead of it wait in its queue; a newcomer never overtakes them (Chatwoot #10583).
+    /// The host's next drain serves the queue in order, this chat included if there is room.
+    BehindWaitingChats,
 }
 
 /// Why one agent cannot take one chat. The engine checks these for every assignment, whatever

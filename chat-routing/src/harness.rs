@@ -34,7 +34,7 @@ use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use crate::{
     Agent, AgentId, ChatId, Condition, Decision, IncomingChat, Level, Module, ModuleId,
     OfflineReason, Opening, Origin, Outcome, Policy, Presence, Queue, QueueId, RepeatMode, Request,
-    RouteError, Router, Rule, Selection, Snapshot, Target, Verdict, WaitingChat,
+    RouteError, Router, Rule, Selection, Snapshot, Target, Verdict, WaitReason, WaitingChat,
 };
 
 /// Property-test cases to run: 10,000 when the environment variable `CI` is `true`, 256
@@ -808,8 +808,23 @@ impl<P: Policy> Host<'_, P> {
         let anyone_ever = before.agents().any(|a| oracle_could_ever(before, &chat, a));
         match &outcome.decision {
             Decision::Assign(a) => self.check_assignment(before, &chat, a.agent, request)?,
-            Decision::Enqueue(_) => {
-                self.ensure(!anyone_eligible, "work-conservation", || {
+            Decision::Enqueue(e) => {
+                let behind = e.reason == WaitReason::BehindWaitingChats;
+                let ahead = before
+                    .waiting()
+                    .any(|other| other.queue == chat.queue && oracle_ahead(queue, other, &chat));
+                self.ensure(
+                    behind == (ahead && !matches!(request, Request::Waiting(_))),
+                    "fifo-within-priority",
+                    || {
+                        format!(
+                            "{:?} enqueued with {:?}; chats ahead waiting: {ahead}",
+                            chat.id, e.reason
+                        )
+                    },
+                )?;
+                // A newcomer behind waiting chats waits for the drain, which the host runs next.
+                self.ensure(!anyone_eligible || behind, "work-conservation", || {
                     format!("{:?} enqueued while an eligible agent has room", chat.id)
                 })?;
                 self.ensure(anyone_ever, "unmanaged-only-when-nobody", || {

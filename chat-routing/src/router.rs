@@ -576,6 +576,9 @@ impl<P: Policy> Router<P> {
                 }
                 Ok(agent)
             }
+            None if !resolved.waiting && snapshot.waiting_ahead(chat) => {
+                Err(WaitReason::BehindWaitingChats)
+            }
             None => self.select(snapshot, chat, queue, now)?,
         };
         match chosen {

@@ -50,6 +50,7 @@ pub struct Snapshot {
     waiting: BTreeMap<ChatId, WaitingChat>,
     cursors: BTreeMap<QueueId, AgentId>,
     order: BTreeSet<OrderKey>,
+    by_queue: BTreeSet<(QueueId, OrderKey)>,
     queue_lengths: BTreeMap<QueueId, u32>,
     holds: BTreeSet<(DateTime<Utc>, ChatId)>,
     pools: BTreeMap<(QueueId, Level), Pool>,
@@ -137,6 +138,21 @@ impl Snapshot {
 
     pub(crate) fn order(&self) -> &BTreeSet<OrderKey> {
         &self.order
+    }
+
+    /// Whether a chat already waits in `chat`'s queue ahead of it (same or higher priority,
+    /// earlier arrival): then a newcomer must not overtake it (Chatwoot #10583).
+    pub(crate) fn waiting_ahead(&self, chat: &WaitingChat) -> bool {
+        let key = self.order_key(chat);
+        let first = (
+            Reverse(u8::MAX),
+            DateTime::<Utc>::MIN_UTC,
+            ChatId::from_u128(0),
+        );
+        self.by_queue
+            .range((chat.queue, first)..(chat.queue, key))
+            .next()
+            .is_some()
     }
 
     pub(crate) fn holds(&self) -> &BTreeSet<(DateTime<Utc>, ChatId)> {
@@ -430,7 +446,9 @@ impl Snapshot {
     }
 
     fn index_chat(&mut self, chat: &WaitingChat) {
-        self.order.insert(self.order_key(chat));
+        let key = self.order_key(chat);
+        self.order.insert(key);
+        self.by_queue.insert((chat.queue, key));
         *self.queue_lengths.entry(chat.queue).or_default() += 1;
         if let Some(until) = self
             .queues
@@ -442,7 +460,9 @@ impl Snapshot {
     }
 
     fn unindex_chat(&mut self, chat: &WaitingChat) {
-        self.order.remove(&self.order_key(chat));
+        let key = self.order_key(chat);
+        self.order.remove(&key);
+        self.by_queue.remove(&(chat.queue, key));
         if let Some(n) = self.queue_lengths.get_mut(&chat.queue) {
             *n = n.saturating_sub(1);
         }
