@@ -349,3 +349,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn s2_extreme_instants_do_not_panic() {
+    let hours = weekly(&[(0, "09:00-17:00"), (6, "22:00-02:00")]);
+    for zone in ["Europe/Paris", "America/New_York", "Pacific/Kiritimati"] {
+        let s = schedule(zone, hours.clone());
+        for t in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            let open = s.is_open(t);
+            if let Some(change) = s.next_change(t) {
+                assert!(change > t);
+                assert_ne!(s.is_open(change), open);
+            }
+        }
+    }
+}

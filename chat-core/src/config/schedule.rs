@@ -241,7 +241,12 @@ impl Schedule {
     }
 
     fn local_date(&self, t: DateTime<Utc>) -> NaiveDate {
-        t.with_timezone(&self.time_zone).date_naive()
+        use chrono::Offset;
+        let utc = t.naive_utc();
+        let offset = self.time_zone.offset_from_utc_datetime(&utc).fix();
+        // At the very ends of chrono's calendar the local time may not exist; the UTC date is
+        // then the closest answer (and keeps this total).
+        utc.checked_add_offset(offset).unwrap_or(utc).date()
     }
 
     /// The merged, sorted, non-adjacent UTC intervals of the ranges that start on `first..=last`.
@@ -277,7 +282,11 @@ impl Schedule {
     /// The instant of local `date` + `minutes` (up to 24:00): the first occurrence in a fold, the
     /// first instant after the gap in a gap.
     fn resolve(&self, date: NaiveDate, minutes: u16) -> DateTime<Utc> {
-        let local = date.and_time(chrono::NaiveTime::MIN) + Duration::minutes(i64::from(minutes));
+        let midnight = date.and_time(chrono::NaiveTime::MIN);
+        // Saturates at the end of chrono's calendar (year 262142) instead of panicking.
+        let local = midnight
+            .checked_add_signed(Duration::minutes(i64::from(minutes)))
+            .unwrap_or(NaiveDateTime::MAX);
         resolve_local(self.time_zone, local)
     }
 }
@@ -288,7 +297,10 @@ fn resolve_local(time_zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
         if let Some(instant) = time_zone.from_local_datetime(&probe).earliest() {
             return instant.with_timezone(&Utc);
         }
-        probe += Duration::minutes(1);
+        let Some(next) = probe.checked_add_signed(Duration::minutes(1)) else {
+            break;
+        };
+        probe = next;
     }
     // No zone in tzdb has a gap this long; reading the wall clock as UTC keeps this total.
     Utc.from_utc_datetime(&local)
