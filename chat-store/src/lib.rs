@@ -13,12 +13,22 @@ mod error;
 mod memory;
 mod plan;
 mod postgres;
+mod sled_store;
 mod store;
 mod types;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use plan::{check_retry, validate_appends, validate_read_count};
+#[cfg(feature = "testing")]
+pub use postgres::{HeldAppend, POSTGRES_TEST_URL_VAR, PostgresTestDatabase};
+pub use postgres::{
+    POSTGRES_POOL_SIZE_MAX, POSTGRES_SCHEMA_BYTES_MAX, PostgresConfig, PostgresStore,
+};
+pub use sled_store::{
+    SLED_FORMAT, SLED_OPEN_LOCK_WAIT_MS, SLED_WRITE_BATCH_APPENDS_MAX,
+    SLED_WRITE_QUEUE_APPENDS_MAX, SledStore,
+};
 pub use store::{AppendOutcome, EventStore};
 pub use types::{
     AppendResult, Conflict, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX,
