@@ -112,8 +112,12 @@ pub fn test_event(n: u64) -> NewEvent {
         event_type: format!("Tested{}", n % 7),
         schema_version: (n % 3) as u16 + 1,
         recorded_at: test_time(n),
-        correlation_id: n.is_multiple_of(2).then(|| Uuid::from_u128(0xc0ffee_u128 << 64 | n as u128)),
-        causation_id: n.is_multiple_of(3).then(|| Uuid::from_u128(0xca05e_u128 << 64 | n as u128)),
+        correlation_id: n
+            .is_multiple_of(2)
+            .then(|| Uuid::from_u128(0xc0ffee_u128 << 64 | n as u128)),
+        causation_id: n
+            .is_multiple_of(3)
+            .then(|| Uuid::from_u128(0xca05e_u128 << 64 | n as u128)),
         payload: rmp_serde::to_vec_named(&TestPayload {
             n,
             text: "x".repeat((n % 5) as usize),
