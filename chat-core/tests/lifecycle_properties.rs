@@ -363,22 +363,41 @@ proptest! {
 }
 
 /// Guards the property above against a generator that stops reaching the interesting states:
-/// 2,000 deterministic samples must visit every phase and record every event type.
+/// 2,000 deterministic samples must visit every phase, record every event type and end episodes
+/// with every disposition.
 #[test]
-fn c8_the_generator_reaches_every_phase_and_every_event_type() {
+fn c8_the_generator_reaches_every_phase_event_and_disposition() {
     use chat_core::EventKind;
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strategy = (settings_strategy(), sequence());
     let mut phases = BTreeSet::new();
     let mut types = BTreeSet::new();
+    let mut dispositions = BTreeSet::new();
     for _ in 0..2000 {
         let ((chat_settings, email), steps) =
             strategy.new_tree(&mut runner).expect("tree").current();
         let (log, seen) = check_sequence(&chat_settings, email, &steps).expect("invariants hold");
         phases.extend(seen);
         types.extend(log.iter().map(EventKind::event_type));
+        dispositions.extend(log.iter().filter_map(|e| match e {
+            ChatEvent::EpisodeEnded { disposition, .. } => Some(match disposition {
+                Disposition::Managed => "managed",
+                Disposition::Offline { .. } => "offline",
+                Disposition::Unmanaged => "unmanaged",
+                Disposition::Timeout => "timeout",
+                Disposition::Abandoned => "abandoned",
+                Disposition::Blocked => "blocked",
+                Disposition::Case { .. } => "case",
+            }),
+            _ => None,
+        }));
     }
     assert_eq!(phases.len(), 5, "phases reached: {phases:?}");
     assert_eq!(types.len(), 13, "event types reached: {types:?}");
+    assert_eq!(
+        dispositions.len(),
+        7,
+        "dispositions reached: {dispositions:?}"
+    );
 }

@@ -1393,3 +1393,110 @@ fn c9_a_refused_command_is_not_remembered() {
         .when(&say(1, Party::Visitor, "hi"), t(6))
         .then_events(&[posted(1, 6, 1, Party::Visitor, MessageBody::text("hi"))]);
 }
+
+// ---- Every rejection names its rule ----
+
+#[test]
+fn every_rejection_message_names_its_rule() {
+    let cases = [
+        (
+            Rejection::NotStarted,
+            "chat has not started: only Start is accepted",
+        ),
+        (
+            Rejection::AlreadyStarted,
+            "chat has already started: Start is accepted once per chat",
+        ),
+        (
+            Rejection::ContactBlocked,
+            "contact is blocked: a blocked visitor cannot start or resume a chat",
+        ),
+        (
+            Rejection::ChatEnded {
+                refused: "messages",
+            },
+            "chat has ended: messages are refused",
+        ),
+        (
+            Rejection::ChatOpen { refused: "ratings" },
+            "chat is still open: ratings need an ended chat",
+        ),
+        (
+            Rejection::NotWaiting {
+                refused: "no-agent reports",
+            },
+            "chat is not waiting for an agent: no-agent reports are refused",
+        ),
+        (
+            Rejection::NotAssigned {
+                refused: "transfers",
+            },
+            "chat has no agent: transfers are refused",
+        ),
+        (
+            Rejection::TimeoutNotDue { deadline: None },
+            "unattended timeout is not due: deadline none",
+        ),
+        (
+            Rejection::TimeoutNotDue {
+                deadline: Some(t(0)),
+            },
+            "unattended timeout is not due: deadline 2023-11-14T22:13:20+00:00",
+        ),
+        (
+            Rejection::AlreadyRated,
+            "episode already rated: one rating per episode",
+        ),
+        (
+            Rejection::NoAgentToRate,
+            "nothing to rate: no agent took part in this episode",
+        ),
+        (
+            Rejection::RatingOutOfRange { score: 9 },
+            "rating score 9 is outside 1..=5",
+        ),
+        (
+            Rejection::AlreadyBlocked,
+            "visitor is already blocked in this chat",
+        ),
+        (
+            Rejection::EmptyMessage,
+            "message is empty: text, an attachment, an article or a video-call link is needed",
+        ),
+        (
+            Rejection::VisitorCannotSend {
+                what: "quick replies",
+            },
+            "visitors cannot send quick replies: only agents and the system may",
+        ),
+        (
+            Rejection::LimitExceeded {
+                limit: "message_text_bytes_max",
+                max: 4096,
+                actual: 5000,
+            },
+            "limit exceeded: message_text_bytes_max is 4096, got 5000",
+        ),
+    ];
+    for (rejection, message) in cases {
+        assert_eq!(rejection.to_string(), message);
+    }
+    let agent_rules = [
+        Rejection::AlreadyAssigned { agent: AGENT_A }.to_string(),
+        Rejection::NotTheAssignedAgent {
+            agent: AGENT_B,
+            action: "end the chat",
+        }
+        .to_string(),
+        Rejection::TransferToSelf { agent: AGENT_A }.to_string(),
+        Rejection::UnknownMessage { message_id: msg(1) }.to_string(),
+        Rejection::AlreadyRedacted { message_id: msg(1) }.to_string(),
+        Rejection::DuplicateMessageId { message_id: msg(1) }.to_string(),
+    ];
+    assert!(agent_rules[0].ends_with("double assignment refused"));
+    assert!(agent_rules[1].ends_with("only the assigned agent may end the chat"));
+    assert!(agent_rules[2].starts_with("transfer to the chat's own agent"));
+    assert!(agent_rules[3].ends_with("is not in this chat: redaction refused"));
+    assert!(agent_rules[4].ends_with("is already redacted"));
+    assert!(agent_rules[5].ends_with("is already used in this chat"));
+}
