@@ -16,6 +16,7 @@ mod postgres;
 mod sled_store;
 mod store;
 mod types;
+mod upcast;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
@@ -35,3 +36,4 @@ pub use types::{
     ExpectedVersion, GlobalPosition, NewEvent, READ_COUNT_MAX, RecordedEvent, STREAM_ID_BYTES_MAX,
     STREAMS_PER_APPEND_MAX, StreamAppend, StreamId, StreamVersion,
 };
+pub use upcast::{UpcastStep, Upcasters, encode_payload, set_field, take_field};

@@ -1,0 +1,141 @@
+//! Payload encoding and upcasting (E4): old events must still load after their type changes.
+//!
+//! Payloads are MessagePack maps with named fields ([`encode_payload`]), so *adding* an optional
+//! field needs nothing: old payloads simply lack it (`Option` or `#[serde(default)]`). Any other
+//! change (a rename, a move, a new required field) bumps the event type's schema version and
+//! registers one step in [`Upcasters`], from version `v` to `v + 1`, written over the dynamic
+//! [`rmpv::Value`] so that the old Rust type need not be kept. Reading chains the steps from the
+//! stored version up to the current one, then deserialises the current type.
+
+use crate::error::StoreError;
+use crate::types::RecordedEvent;
+use rmpv::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
+/// One upcasting step: the payload at schema version `v` in, the payload at `v + 1` out. An `Err`
+/// says why this payload cannot be upcast (it becomes [`StoreError::Decode`]).
+pub type UpcastStep = Box<dyn Fn(Value) -> Result<Value, String> + Send + Sync>;
+
+/// Encodes a payload as MessagePack with named fields — the only encoding the engine writes,
+/// because positional fields would make every added field a breaking change.
+pub fn encode_payload<T: Serialize>(payload: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(payload)
+        .map_err(|e| StoreError::InvalidRequest(format!("cannot encode a payload: {e}")))
+}
+
+/// The upcasting steps of every event type; the current schema version of a type is one past its
+/// last step (1 for a type without steps).
+#[derive(Default)]
+pub struct Upcasters {
+    steps: BTreeMap<(String, u16), UpcastStep>,
+}
+
+impl std::fmt::Debug for Upcasters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.steps.keys()).finish()
+    }
+}
+
+impl Upcasters {
+    /// No steps: every type is at version 1.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers the step of `event_type` from `from_version` to `from_version + 1`. Steps must
+    /// be registered without holes, starting at 1; a second step for the same version, or a
+    /// hole, is an `InvalidRequest` (a programming error found at start-up, not at read time).
+    pub fn register(
+        &mut self,
+        event_type: &str,
+        from_version: u16,
+        step: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> Result<&mut Self, StoreError> {
+        let current = self.current_version(event_type);
+        if from_version != current {
+            return Err(StoreError::InvalidRequest(format!(
+                "an upcaster of {event_type} must start at its current version {current}, not {from_version}"
+            )));
+        }
+        self.steps
+            .insert((event_type.to_owned(), from_version), Box::new(step));
+        Ok(self)
+    }
+
+    /// The version new events of `event_type` are written with.
+    pub fn current_version(&self, event_type: &str) -> u16 {
+        self.steps
+            .range((event_type.to_owned(), 0)..=(event_type.to_owned(), u16::MAX))
+            .next_back()
+            .map_or(1, |((_, from), _)| from + 1)
+    }
+
+    /// The event's payload as a dynamic value at the current schema version of its type.
+    pub fn upcast(&self, event: &RecordedEvent) -> Result<Value, StoreError> {
+        let error = |reason: String| StoreError::Decode {
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            reason,
+        };
+        let current = self.current_version(&event.event_type);
+        if event.schema_version == 0 {
+            return Err(error("schema versions start at 1".into()));
+        }
+        if event.schema_version > current {
+            return Err(error(format!(
+                "written by a newer build: this build knows {} up to version {current}",
+                event.event_type
+            )));
+        }
+        let mut bytes = event.payload.as_slice();
+        let mut value = rmpv::decode::read_value(&mut bytes)
+            .map_err(|e| error(format!("the payload is not MessagePack: {e}")))?;
+        if !bytes.is_empty() {
+            return Err(error(format!(
+                "{} bytes after the payload's MessagePack value",
+                bytes.len()
+            )));
+        }
+        for version in event.schema_version..current {
+            let step = &self.steps[&(event.event_type.clone(), version)];
+            value = step(value).map_err(|reason| {
+                error(format!("upcasting from version {version} failed: {reason}"))
+            })?;
+        }
+        Ok(value)
+    }
+
+    /// Upcasts the event's payload and deserialises it as the current type `T`.
+    pub fn decode<T: DeserializeOwned>(&self, event: &RecordedEvent) -> Result<T, StoreError> {
+        let value = self.upcast(event)?;
+        rmpv::ext::from_value(value).map_err(|e| StoreError::Decode {
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            reason: format!("the upcast payload does not fit the current type: {e}"),
+        })
+    }
+}
+
+/// Upcaster helper: the map's field `name`, taken out (`None` when absent or not a map).
+pub fn take_field(map: &mut Value, name: &str) -> Option<Value> {
+    let Value::Map(entries) = map else {
+        return None;
+    };
+    let index = entries.iter().position(|(k, _)| k.as_str() == Some(name))?;
+    Some(entries.remove(index).1)
+}
+
+/// Upcaster helper: sets the map's field `name` to `value`, replacing an existing one.
+/// An `Err` when `map` is not a map (the payload is not what this step expects).
+pub fn set_field(map: &mut Value, name: &str, value: Value) -> Result<(), String> {
+    let Value::Map(entries) = map else {
+        return Err(format!("expected a map to set {name:?} in, found {map}"));
+    };
+    match entries.iter_mut().find(|(k, _)| k.as_str() == Some(name)) {
+        Some((_, old)) => *old = value,
+        None => entries.push((Value::from(name), value)),
+    }
+    Ok(())
+}
