@@ -1,5 +1,11 @@
 //! # chat-service
 //!
-//! The engine runtime (commands, routing, timers, outbox over a real store) and the reference
-//! HTTP + WebSocket service. Not written yet: nothing here works. Until it exists, the README's
-//! run command runs `examples/lifecycle.rs` on the in-memory path.
+//! The engine runtime — the piece an existing backend embeds — and, later, the reference HTTP +
+//! WebSocket service as a thin wrapper over it. The runtime turns the pure crates into a running
+//! system: commands are decided by chat-core, appended to a chat-store with optimistic
+//! concurrency, routed by chat-routing, and followed from the log by projections, timers, the
+//! e-mail/webhook outbox and live fan-out (see docs/ARCHITECTURE.md, "Runtime data flow").
+
+pub mod engine;
+pub mod fanout;
+pub mod outbox;

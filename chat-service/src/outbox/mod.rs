@@ -1,0 +1,1 @@
+//! Being written (issue: the engine runtime); nothing here works yet.
