@@ -4,11 +4,11 @@
 mod config_support;
 
 use chat_core::config::{
-    AccountEvent, AgentProfileEvent, AttachmentFlags, CannedContent, CannedEvent, CannedScope,
-    Combinator, ContactEvent, ContactField, DayHours, DomainPattern, ExternalUse, FieldDef,
-    FieldKind, FieldTarget, FileType, FormDefinition, FormKind, InputKind, Level, ModuleEvent,
-    ModuleSettings, QueueEvent, ReferenceKind, ReservationEvent, Rule, RuleSet, Schedule, Stamped,
-    StrategyEvent, TimeRange, UrlMatch, WorkingHours, public_path,
+    AccountEvent, AttachmentFlags, CannedContent, CannedEvent, CannedScope, Combinator,
+    ContactEvent, ContactField, DayHours, DomainPattern, ExternalUse, FieldDef, FieldKind,
+    FieldTarget, FileType, FormDefinition, FormKind, InputKind, Level, ModuleEvent, ModuleSettings,
+    QueueEvent, ReferenceKind, ReservationEvent, Rule, RuleSet, Schedule, Stamped, StrategyEvent,
+    TimeRange, UrlMatch, WorkingHours, public_path,
 };
 use chat_core::{AgentId, CannedResponseId, ContactId, EventKind, ModuleId, QueueId, StrategyId};
 use config_support::{ADMIN, date, now};
@@ -178,15 +178,6 @@ fn e4_every_configuration_event_roundtrips_with_a_unique_type_name() {
             agent: AgentId::from_u128(5),
         },
         QueueEvent::Deleted,
-    ]));
-    names.extend(roundtrip(vec![
-        AgentProfileEvent::Created {
-            agent: AgentId::from_u128(5),
-            name: "a".into(),
-            capacity: 3,
-        },
-        AgentProfileEvent::Renamed { name: "b".into() },
-        AgentProfileEvent::CapacitySet { capacity: 4 },
     ]));
     let content = CannedContent {
         shortcut: "hi".into(),

@@ -1,12 +1,11 @@
-//! Queues and memberships with levels (R1), agent capacities (R2) and canned responses (A4).
+//! Queues and memberships with levels (R1) and canned responses (A4).
 
 mod config_support;
 
 use chat_core::config::{
-    AGENT_CAPACITY_MAX, AdminCommand, AgentProfile, AgentProfileCommand, AgentProfileEvent,
-    CANNED_LOOKUP_RESULTS_MAX, CannedCommand, CannedContent, CannedDecider, CannedEvent,
-    CannedLibrary, CannedScope, ConfigRejection, Level, MEMBERS_PER_QUEUE_MAX, QueueCommand,
-    QueueDecider, QueueEvent, Stamped, agent_profile_stream,
+    AdminCommand, CANNED_LOOKUP_RESULTS_MAX, CannedCommand, CannedContent, CannedDecider,
+    CannedEvent, CannedLibrary, CannedScope, ConfigRejection, Level, MEMBERS_PER_QUEUE_MAX,
+    QueueCommand, QueueDecider, QueueEvent, Stamped,
 };
 use chat_core::{AgentId, CannedResponseId, Decider, QueueId, given};
 use config_support::{ADMIN, now};
@@ -134,57 +133,6 @@ fn r1_queue_references_and_member_counts_are_checked() {
     given::<QueueDecider>(&deleted)
         .when(&queue(QueueCommand::Rename { name: "x".into() }), now())
         .then_rejected(ConfigRejection::Deleted { object: "queue" });
-}
-
-#[test]
-fn r2_agent_capacity_is_bounded() {
-    let create = |capacity| {
-        AdminCommand::new(
-            ADMIN,
-            AgentProfileCommand::Create {
-                agent: ANNA,
-                name: "Anna".into(),
-                capacity,
-            },
-        )
-    };
-    given::<AgentProfile>(&[])
-        .when(&create(AGENT_CAPACITY_MAX), now())
-        .then_events(&[stamp(AgentProfileEvent::Created {
-            agent: ANNA,
-            name: "Anna".into(),
-            capacity: AGENT_CAPACITY_MAX,
-        })]);
-    for bad in [0, AGENT_CAPACITY_MAX + 1] {
-        given::<AgentProfile>(&[])
-            .when(&create(bad), now())
-            .then_rejected(ConfigRejection::OutOfRange {
-                field: "capacity".into(),
-                min: 1,
-                max: u64::from(AGENT_CAPACITY_MAX),
-                value: u64::from(bad),
-            });
-    }
-    let state = given::<AgentProfile>(&[stamp(AgentProfileEvent::Created {
-        agent: ANNA,
-        name: "Anna".into(),
-        capacity: 3,
-    })])
-    .when(
-        &AdminCommand::new(ADMIN, AgentProfileCommand::SetCapacity { capacity: 5 }),
-        now(),
-    )
-    .then_events(&[stamp(AgentProfileEvent::CapacitySet { capacity: 5 })]);
-    assert_eq!(state.capacity, 5);
-    assert_eq!(agent_profile_stream(ANNA), format!("agentprofile-{ANNA}"));
-    given::<AgentProfile>(&[])
-        .when(
-            &AdminCommand::new(ADMIN, AgentProfileCommand::SetCapacity { capacity: 5 }),
-            now(),
-        )
-        .then_rejected(ConfigRejection::NotFound {
-            object: "agent profile",
-        });
 }
 
 fn canned(

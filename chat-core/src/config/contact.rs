@@ -152,8 +152,8 @@ impl EventKind for ContactEvent {
         match self {
             Self::Created { .. } => "ContactCreated",
             Self::Updated { .. } => "ContactUpdated",
-            Self::Blocked { .. } => "ContactBlocked",
-            Self::Unblocked { .. } => "ContactUnblocked",
+            Self::Blocked { .. } => "ContactBlockRecorded",
+            Self::Unblocked { .. } => "ContactBlockLifted",
         }
     }
 

@@ -1,5 +1,5 @@
 //! The admin side of chat: modules, trigger strategies, working intervals, forms, contacts,
-//! queues, agent profiles, canned responses and account settings (M1–M10, T1–T4, S1–S2, F1–F5,
+//! queues, canned responses and account settings (M1–M10, T1–T4, S1–S2, F1–F5,
 //! R1, A4).
 //!
 //! Every configuration object is a [`Decider`](crate::Decider) whose own event stream is its
@@ -50,9 +50,7 @@ pub use module::{
     STRATEGIES_PER_MODULE_MAX, Style, TAG_CHARS_MAX, TAGS_PER_MODULE_MAX, ZoneSetting, public_path,
 };
 pub use queue::{
-    AGENT_CAPACITY_MAX, AGENT_PROFILE_STREAM_PREFIX, AgentProfile, AgentProfileCommand,
-    AgentProfileEvent, Level, MEMBERS_PER_QUEUE_MAX, Queue, QueueCommand, QueueDecider, QueueEvent,
-    QueueState, agent_profile_stream,
+    Level, MEMBERS_PER_QUEUE_MAX, Queue, QueueCommand, QueueDecider, QueueEvent, QueueState,
 };
 pub use reservation::{
     ReferenceKind, Reservation, ReservationCommand, ReservationEvent, reservation_stream,

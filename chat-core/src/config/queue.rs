@@ -1,6 +1,10 @@
-//! Queues with member agents and levels (R1), and each agent's capacity (R2): the configuration
-//! chat-routing reads. Both are aggregates so that every membership change has an author and a
-//! time (M7), and so that routing can state which configuration version it assumed.
+//! Queues with member agents and levels (R1): the configuration chat-routing reads. A queue is an
+//! aggregate so that every membership change has an author and a time (M7), and so that routing
+//! can state which configuration version it assumed.
+//!
+//! An agent's capacity (R2) is not here: it lives on the agent's own stream
+//! (`chat_core::agent`, `AgentCapacitySet`), next to the chats the agent holds, so that one
+//! stream decides "below capacity" without a second source of truth.
 
 use super::common::{
     AdminCommand, ConfigRejection, Stamped, check_count, check_name, check_reference,
@@ -12,10 +16,6 @@ use std::collections::BTreeMap;
 
 /// Most members of one queue.
 pub const MEMBERS_PER_QUEUE_MAX: usize = 500;
-/// Highest capacity (concurrent chats) of one agent.
-pub const AGENT_CAPACITY_MAX: u32 = 50;
-/// Stream-name prefix of agent profiles (`agent-<uuid>` is the agent's presence stream).
-pub const AGENT_PROFILE_STREAM_PREFIX: &str = "agentprofile";
 
 /// A member's level in a queue (R1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -248,167 +248,6 @@ impl crate::Decider for QueueDecider {
                 queue.members.remove(agent);
             }
             QueueEvent::Deleted => state.deleted = true,
-        }
-    }
-}
-
-/// The stream holding an agent's configuration (name, capacity), apart from the agent's
-/// presence stream so that the two halves of chat-core never write to one stream.
-pub fn agent_profile_stream(agent: AgentId) -> String {
-    format!("{AGENT_PROFILE_STREAM_PREFIX}-{agent}")
-}
-
-/// An agent's configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AgentProfile {
-    /// Set once created.
-    pub agent: Option<AgentId>,
-    /// Display name.
-    pub name: String,
-    /// Most chats at once (R2).
-    pub capacity: u32,
-}
-
-/// What an admin can ask of an agent profile.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AgentProfileCommand {
-    /// Create the profile.
-    Create {
-        /// The agent.
-        agent: AgentId,
-        /// Display name.
-        name: String,
-        /// Most chats at once.
-        capacity: u32,
-    },
-    /// Rename.
-    Rename {
-        /// The new name.
-        name: String,
-    },
-    /// Change the capacity (R2).
-    SetCapacity {
-        /// Most chats at once.
-        capacity: u32,
-    },
-}
-
-/// What happened to an agent profile. Stored inside [`Stamped`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AgentProfileEvent {
-    /// The profile exists.
-    Created {
-        /// The agent.
-        agent: AgentId,
-        /// Display name.
-        name: String,
-        /// Capacity.
-        capacity: u32,
-    },
-    /// Renamed.
-    Renamed {
-        /// The new name.
-        name: String,
-    },
-    /// Capacity changed.
-    CapacitySet {
-        /// The new capacity.
-        capacity: u32,
-    },
-}
-
-impl EventKind for AgentProfileEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            Self::Created { .. } => "AgentProfileCreated",
-            Self::Renamed { .. } => "AgentProfileRenamed",
-            Self::CapacitySet { .. } => "AgentCapacitySet",
-        }
-    }
-
-    fn schema_version(&self) -> u16 {
-        1
-    }
-}
-
-fn check_capacity(capacity: u32) -> Result<(), ConfigRejection> {
-    if !(1..=AGENT_CAPACITY_MAX).contains(&capacity) {
-        return Err(ConfigRejection::OutOfRange {
-            field: "capacity".to_owned(),
-            min: 1,
-            max: u64::from(AGENT_CAPACITY_MAX),
-            value: u64::from(capacity),
-        });
-    }
-    Ok(())
-}
-
-impl crate::Decider for AgentProfile {
-    type State = AgentProfile;
-    type Command = AdminCommand<AgentProfileCommand>;
-    type Event = Stamped<AgentProfileEvent>;
-    type Rejection = ConfigRejection;
-
-    fn decide(
-        state: &Self::State,
-        command: &Self::Command,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Self::Event>, Self::Rejection> {
-        const OBJECT: &str = "agent profile";
-        let exists = state.agent.is_some();
-        let events = match &command.command {
-            AgentProfileCommand::Create {
-                agent,
-                name,
-                capacity,
-            } => {
-                if exists {
-                    return Err(ConfigRejection::AlreadyExists { object: OBJECT });
-                }
-                check_name("name", name)?;
-                check_capacity(*capacity)?;
-                vec![AgentProfileEvent::Created {
-                    agent: *agent,
-                    name: name.clone(),
-                    capacity: *capacity,
-                }]
-            }
-            _ if !exists => return Err(ConfigRejection::NotFound { object: OBJECT }),
-            AgentProfileCommand::Rename { name } => {
-                check_name("name", name)?;
-                if *name == state.name {
-                    vec![]
-                } else {
-                    vec![AgentProfileEvent::Renamed { name: name.clone() }]
-                }
-            }
-            AgentProfileCommand::SetCapacity { capacity } => {
-                check_capacity(*capacity)?;
-                if *capacity == state.capacity {
-                    vec![]
-                } else {
-                    vec![AgentProfileEvent::CapacitySet {
-                        capacity: *capacity,
-                    }]
-                }
-            }
-        };
-        Ok(command.stamp(now, events))
-    }
-
-    fn evolve(state: &mut Self::State, event: &Self::Event) {
-        match &event.event {
-            AgentProfileEvent::Created {
-                agent,
-                name,
-                capacity,
-            } => {
-                state.agent = Some(*agent);
-                state.name = name.clone();
-                state.capacity = *capacity;
-            }
-            AgentProfileEvent::Renamed { name } => state.name = name.clone(),
-            AgentProfileEvent::CapacitySet { capacity } => state.capacity = *capacity,
         }
     }
 }
