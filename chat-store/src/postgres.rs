@@ -1,1 +1,0 @@
-//! PostgreSQL event store (being written; nothing here works yet).

@@ -1,0 +1,946 @@
+//! PostgreSQL event store: the path for deployments where several service processes share one
+//! database (E2).
+//!
+//! Why tokio-postgres + deadpool rather than sqlx: the store is async, pipelines statements on one
+//! connection, and needs no live database at compile time (sqlx's checked macros do); deadpool is
+//! a small, well-kept pool that recycles broken connections.
+//!
+//! The database decides every concurrency question, so two processes keep every promise of the
+//! trait between them:
+//! - an append is one transaction: conditional stream-head updates first (in stream-id order, so
+//!   two multi-stream appends cannot deadlock), then one statement that takes the global head's
+//!   row lock, inserts every event with one multi-row `INSERT … SELECT … FROM unnest(…)`, and
+//!   queues a `NOTIFY`;
+//! - the global head's row lock is held until commit, so positions are gap-free and become
+//!   visible in position order: a reader tailing `read_all` can never pass an event that commits
+//!   late (the visibility rule and its cost are in `docs/POSTGRES.md`);
+//! - `NOTIFY` is only a wake-up; a background task on its own connection moves the
+//!   [`EventStore::subscribe`] channel and reconnects when that connection dies.
+//!
+//! The rules of a retry (same event ids) are the shared ones ([`check_retry`]), applied to what the
+//! database holds once an append fails on a stored id or a stale expectation: a retry of a
+//! committed append always fails one of the two, so the common path pays nothing for it.
+
+mod listen;
+mod migrate;
+
+use crate::error::StoreError;
+use crate::plan::{check_retry, validate_appends, validate_read_count};
+use crate::store::{AppendOutcome, EventStore};
+use crate::types::{
+    AppendResult, Conflict, ExpectedVersion, GlobalPosition, RecordedEvent, StreamAppend, StreamId,
+    StreamVersion,
+};
+use async_trait::async_trait;
+use chrono::DateTime;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+/// Longest schema name, in bytes: PostgreSQL truncates identifiers at 63 bytes, and the schema
+/// name is also the `LISTEN` channel, so a longer one would silently share a channel.
+pub const POSTGRES_SCHEMA_BYTES_MAX: usize = 63;
+/// Most pooled connections one store opens. Every connection is a server process; the
+/// database's `max_connections` (100 by default) is shared by every service process.
+pub const POSTGRES_POOL_SIZE_MAX: usize = 64;
+
+/// The schema used when the configuration names none.
+const DEFAULT_SCHEMA: &str = "chat_store";
+/// The pool size used when the configuration names none.
+const DEFAULT_POOL_SIZE: usize = 8;
+/// How long opening one connection may take before the store reports the server unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller waits for a free pooled connection before getting an error.
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where and how a [`PostgresStore`] connects.
+///
+/// The URL is a libpq-style `postgres://user@host:port/database` (its password is never
+/// printed: `Debug` shows only the schema and pool size).
+#[derive(Clone)]
+pub struct PostgresConfig {
+    url: String,
+    schema: String,
+    pool_size: usize,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresConfig {
+    /// A configuration for `url` with the default schema (`chat_store`) and pool size (8).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            schema: DEFAULT_SCHEMA.to_owned(),
+            pool_size: DEFAULT_POOL_SIZE,
+        }
+    }
+
+    /// The schema holding the store's tables. Separate schemas are separate logs in one database
+    /// (tests give every run its own). Lower-case ASCII letters, digits and `_`, not starting
+    /// with a digit or `pg_`, at most [`POSTGRES_SCHEMA_BYTES_MAX`] bytes.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// How many pooled connections the store may open (1 to [`POSTGRES_POOL_SIZE_MAX`]).
+    pub fn pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size;
+        self
+    }
+
+    /// The schema name.
+    pub fn schema_name(&self) -> &str {
+        &self.schema
+    }
+
+    /// Checks the schema name and pool size and builds the driver's configuration: every
+    /// connection gets `search_path` set to the schema (so the SQL below names no schema) and an
+    /// `application_name` naming the schema (so operators see which log a connection serves).
+    fn pg_config(&self) -> Result<tokio_postgres::Config, StoreError> {
+        validate_schema(&self.schema)?;
+        if self.pool_size == 0 || self.pool_size > POSTGRES_POOL_SIZE_MAX {
+            return Err(StoreError::LimitExceeded {
+                limit: "POSTGRES_POOL_SIZE_MAX",
+                max: POSTGRES_POOL_SIZE_MAX,
+                actual: self.pool_size,
+            });
+        }
+        let mut config: tokio_postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e| StoreError::InvalidRequest(format!("invalid PostgreSQL URL: {e}")))?;
+        let search_path = format!("-c search_path={}", self.schema);
+        let options = match config.get_options() {
+            Some(given) if !given.is_empty() => format!("{given} {search_path}"),
+            _ => search_path,
+        };
+        config.options(options);
+        if config.get_application_name().is_none() {
+            config.application_name(application_name(&self.schema));
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        Ok(config)
+    }
+}
+
+/// The `application_name` of the store's connections when the URL sets none.
+fn application_name(schema: &str) -> String {
+    format!("chat-store:{schema}")
+}
+
+/// Schema names go into SQL text (`CREATE SCHEMA`, `LISTEN`, `search_path`) where parameters
+/// cannot, so only a plain lower-case identifier is accepted: it needs no quoting anywhere.
+fn validate_schema(schema: &str) -> Result<(), StoreError> {
+    if schema.len() > POSTGRES_SCHEMA_BYTES_MAX {
+        return Err(StoreError::LimitExceeded {
+            limit: "POSTGRES_SCHEMA_BYTES_MAX",
+            max: POSTGRES_SCHEMA_BYTES_MAX,
+            actual: schema.len(),
+        });
+    }
+    let plain = schema
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let starts_well = schema
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    if !plain || !starts_well || schema.starts_with("pg_") {
+        return Err(StoreError::InvalidRequest(format!(
+            "invalid schema name {schema:?}: lower-case ASCII letters, digits and _, \
+             not starting with a digit or pg_"
+        )));
+    }
+    Ok(())
+}
+
+/// The PostgreSQL implementation of [`EventStore`].
+///
+/// Dropping the store stops its listener task; pooled connections close when the last pending
+/// operation returns them.
+pub struct PostgresStore {
+    pool: Pool,
+    schema: String,
+    head: Arc<watch::Sender<GlobalPosition>>,
+    listener: tokio::task::AbortHandle,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .field("head", &*self.head.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connects with the default schema and pool size (see [`PostgresConfig::new`]).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(PostgresConfig::new(url)).await
+    }
+
+    /// Connects, applies any missing migration (safe when several processes start at once), and
+    /// starts the listener that feeds [`EventStore::subscribe`].
+    pub async fn open(config: PostgresConfig) -> Result<Self, StoreError> {
+        let pg_config = config.pg_config()?;
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig {
+                // A test query on every checkout: a connection the server killed is replaced
+                // before it is handed out instead of failing the caller's first statement.
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot build connection pool: {e}")))?;
+        let mut client = checkout(&pool).await?;
+        migrate::migrate(&mut client, &config.schema).await?;
+        let position = read_head(&client).await?;
+        drop(client);
+        let head = Arc::new(watch::Sender::new(position));
+        let listener = tokio::spawn(listen::run(
+            pg_config,
+            config.schema.clone(),
+            Arc::clone(&head),
+        ))
+        .abort_handle();
+        Ok(Self {
+            pool,
+            schema: config.schema,
+            head,
+            listener,
+        })
+    }
+
+    /// The schema this store lives in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        checkout(&self.pool).await
+    }
+
+    /// Tells local subscribers at once, without waiting for the `NOTIFY` round trip.
+    fn advance(&self, position: GlobalPosition) {
+        advance(&self.head, position);
+    }
+
+    /// After an append failed on a stored event id or a stale expectation: is the request a
+    /// retry of an append that is already stored? Answered by the shared rule
+    /// ([`check_retry`]) over the stored events with the request's ids.
+    async fn settle_failed_append(
+        &self,
+        appends: &[StreamAppend],
+        failure: Failure,
+    ) -> AppendOutcome {
+        let client = self.client().await?;
+        let ids: Vec<Uuid> = appends
+            .iter()
+            .flat_map(|a| a.events.iter().map(|e| e.event_id))
+            .collect();
+        let sql = client
+            .prepare_cached(SQL_EVENTS_BY_ID)
+            .await
+            .map_err(backend)?;
+        let rows = client.query(&sql, &[&ids]).await.map_err(backend)?;
+        let mut stored = BTreeMap::new();
+        for row in &rows {
+            let event = recorded_event(row)?;
+            stored.insert(event.event_id, event);
+        }
+        match (check_retry(appends, &stored)?, failure) {
+            (Some(original), _) => Ok(Ok(original)),
+            (None, Failure::Conflict(conflict)) => Ok(Err(conflict)),
+            (None, Failure::StoredEventId) => Err(StoreError::Backend(
+                "an event id was refused as stored but is not readable".into(),
+            )),
+        }
+    }
+
+    /// Runs an append's statements in a transaction and hands back the outcome while the
+    /// transaction is still open (rows inserted, global head locked, nothing committed), so a
+    /// test can show that no reader passes an append that commits late.
+    #[cfg(feature = "testing")]
+    pub async fn append_held(&self, appends: Vec<StreamAppend>) -> Result<HeldAppend, StoreError> {
+        validate_appends(&appends)?;
+        let mut client = self.client().await?;
+        let schema = self.schema.clone();
+        let (outcome_tx, outcome_rx) = tokio::sync::oneshot::channel();
+        let (decision_tx, decision_rx) = tokio::sync::oneshot::channel::<bool>();
+        let task = tokio::spawn(async move {
+            let tx = client.transaction().await.map_err(backend)?;
+            let written = write_in(&tx, &schema, &appends).await;
+            let wrote = matches!(written, Ok(Ok(_)));
+            let _ = outcome_tx.send(written.map_err(|f| match f {
+                WriteError::Store(e) => e,
+                WriteError::StoredEventId => {
+                    StoreError::InvalidRequest("a held append takes new event ids only".into())
+                }
+            }));
+            let commit = wrote && decision_rx.await.unwrap_or(false);
+            if commit {
+                tx.commit().await.map_err(backend)
+            } else {
+                tx.rollback().await.map_err(backend)
+            }
+        });
+        let outcome = outcome_rx
+            .await
+            .map_err(|_| StoreError::Backend("held append task ended early".into()))??;
+        Ok(HeldAppend {
+            outcome,
+            decision: decision_tx,
+            task,
+        })
+    }
+}
+
+/// The database the PostgreSQL tests run against, named by [`POSTGRES_TEST_URL_VAR`].
+///
+/// Every test store gets its own schema (`chat_test_<unix seconds>_<random>`), so concurrent
+/// tests and runs never see each other's data; the time in the name lets a later run drop what
+/// an aborted one left behind.
+#[cfg(feature = "testing")]
+#[derive(Clone)]
+pub struct PostgresTestDatabase {
+    url: String,
+}
+
+/// The environment variable holding the test database's URL, e.g.
+/// `postgres://postgres@127.0.0.1:5432/test`.
+#[cfg(feature = "testing")]
+pub const POSTGRES_TEST_URL_VAR: &str = "CHAT_TEST_POSTGRES_URL";
+
+#[cfg(feature = "testing")]
+impl PostgresTestDatabase {
+    /// The test database, or `None` (after printing why) when [`POSTGRES_TEST_URL_VAR`] is unset
+    /// and the caller should skip. With `CI=true` a missing URL panics: CI must not skip.
+    pub fn from_env() -> Option<Self> {
+        match std::env::var(POSTGRES_TEST_URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => Some(Self { url }),
+            _ if crate::conformance::ci() => panic!(
+                "CI=true but {POSTGRES_TEST_URL_VAR} is not set: the PostgreSQL tests must run"
+            ),
+            _ => {
+                eprintln!(
+                    "skipping a PostgreSQL test: {POSTGRES_TEST_URL_VAR} is not set \
+                     (e.g. postgres://postgres@127.0.0.1:5432/test)"
+                );
+                None
+            }
+        }
+    }
+
+    /// The database URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A configuration with a schema no one else uses.
+    pub fn fresh_config(&self) -> PostgresConfig {
+        let seconds = chrono::Utc::now().timestamp();
+        let random = Uuid::now_v7().simple().to_string();
+        // The last 16 hex digits of a v7 UUID are random.
+        let schema = format!("{TEST_SCHEMA_PREFIX}{seconds}_{}", &random[16..]);
+        PostgresConfig::new(self.url.clone()).schema(schema)
+    }
+
+    /// Drops one test schema and everything in it, at the end of a test.
+    pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
+        validate_schema(schema)?;
+        let client = self.connect().await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .map_err(backend)
+    }
+
+    /// A plain connection of its own (not a store's), for tests that act on the database behind
+    /// a store's back: hold locks, kill the store's connections, look at its tables. Its
+    /// `application_name` is `chat-store-test`, so killing a store's connections spares it.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, StoreError> {
+        let mut config: tokio_postgres::Config = self.url.parse().map_err(backend)?;
+        config.application_name("chat-store-test");
+        let (client, connection) = config.connect(NoTls).await.map_err(backend)?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// The `application_name` of every connection of a store in `schema`, to find (and kill)
+    /// them in `pg_stat_activity`.
+    pub fn application_name(schema: &str) -> String {
+        application_name(schema)
+    }
+
+    /// Drops test schemas created more than `age` ago (left by runs that stopped before their
+    /// own clean-up); returns how many.
+    pub async fn prune_stale_schemas(&self, age: Duration) -> Result<usize, StoreError> {
+        let client = self.connect().await?;
+        let oldest = chrono::Utc::now().timestamp() - age.as_secs() as i64;
+        let pattern = format!("{}%", TEST_SCHEMA_PREFIX.replace('_', "\\_"));
+        let names: Vec<String> = client
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1",
+                &[&pattern],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut dropped = 0;
+        for name in names {
+            let created = name[TEST_SCHEMA_PREFIX.len()..]
+                .split('_')
+                .next()
+                .and_then(|s| s.parse::<i64>().ok());
+            if created.is_some_and(|created| created < oldest) && validate_schema(&name).is_ok() {
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await
+                    .map_err(backend)?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+/// The prefix of every schema [`PostgresTestDatabase::fresh_config`] makes.
+#[cfg(feature = "testing")]
+const TEST_SCHEMA_PREFIX: &str = "chat_test_";
+
+/// An append whose transaction is open: its rows are inserted and the global head is locked,
+/// but nothing is committed until [`HeldAppend::commit`].
+#[cfg(feature = "testing")]
+#[derive(Debug)]
+pub struct HeldAppend {
+    outcome: Result<AppendResult, Conflict>,
+    decision: tokio::sync::oneshot::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+}
+
+#[cfg(feature = "testing")]
+impl HeldAppend {
+    /// What the append will have written once committed (or the conflict it met).
+    pub fn outcome(&self) -> &Result<AppendResult, Conflict> {
+        &self.outcome
+    }
+
+    /// Commits the held transaction.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.finish(true).await
+    }
+
+    /// Rolls the held transaction back.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.finish(false).await
+    }
+
+    async fn finish(self, commit: bool) -> Result<(), StoreError> {
+        let _ = self.decision.send(commit);
+        self.task
+            .await
+            .map_err(|e| StoreError::Backend(format!("held append task failed: {e}")))?
+    }
+}
+
+/// Why an append transaction did not commit, when that is not a plain backend failure.
+enum Failure {
+    /// A stream's expectation did not hold.
+    Conflict(Conflict),
+    /// An event id is already stored (the insert hit the unique index).
+    StoredEventId,
+}
+
+/// The failure of [`write_in`]: a stored event id is reported apart from other failures because
+/// it may mean the request is a retry.
+enum WriteError {
+    StoredEventId,
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for WriteError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let on_event_id = e.as_db_error().is_some_and(|db| {
+            db.code() == &SqlState::UNIQUE_VIOLATION && db.constraint() == Some(EVENT_ID_UNIQUE)
+        });
+        if on_event_id {
+            Self::StoredEventId
+        } else {
+            Self::Store(backend(e))
+        }
+    }
+}
+
+impl From<StoreError> for WriteError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// The unique index on `events.event_id` (PostgreSQL's default name for `UNIQUE` on a column).
+const EVENT_ID_UNIQUE: &str = "events_event_id_key";
+
+/// Conditional stream-head updates. Each returns the stream's new version, or no row when the
+/// expectation does not hold; none writes a version it has not checked.
+const SQL_HEAD_EXACT: &str = "UPDATE streams SET version = version + $2 \
+     WHERE stream_id = $1 AND version = $3 RETURNING version";
+const SQL_HEAD_CREATE: &str = "INSERT INTO streams (stream_id, version) VALUES ($1, $2) \
+     ON CONFLICT (stream_id) DO NOTHING RETURNING version";
+const SQL_HEAD_EXISTS: &str =
+    "UPDATE streams SET version = version + $2 WHERE stream_id = $1 RETURNING version";
+const SQL_HEAD_ANY: &str = "INSERT INTO streams (stream_id, version) VALUES ($1, $2) \
+     ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version \
+     RETURNING version";
+/// The version a failed expectation met (a new statement, so it sees the winner's commit).
+const SQL_STREAM_VERSION: &str = "SELECT version FROM streams WHERE stream_id = $1";
+
+/// Takes the global head's row lock (held until commit: the visibility rule), inserts every
+/// event in one statement at the positions after the head, and queues the wake-up.
+const SQL_WRITE_EVENTS: &str = "\
+WITH head AS (
+    UPDATE log_head SET position = position + $1 RETURNING position
+), written AS (
+    INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type,
+                        schema_version, recorded_at_s, recorded_at_ns, correlation_id,
+                        causation_id, payload)
+    SELECT head.position - $1 + e.ord, e.event_id, e.stream_id, e.stream_version, e.event_type,
+           e.schema_version, e.recorded_at_s, e.recorded_at_ns, e.correlation_id,
+           e.causation_id, e.payload
+    FROM head, unnest($2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::int8[],
+                      $8::int4[], $9::uuid[], $10::uuid[], $11::bytea[])
+         WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, schema_version,
+                              recorded_at_s, recorded_at_ns, correlation_id, causation_id,
+                              payload, ord)
+    RETURNING 1
+), notified AS (
+    SELECT pg_notify($12, head.position::text) FROM head
+)
+SELECT head.position, (SELECT count(*) FROM written), (SELECT count(*) FROM notified)
+FROM head";
+
+/// The envelope columns every read returns, in the order `recorded_event` expects.
+macro_rules! event_columns {
+    () => {
+        "global_position, event_id, stream_id, stream_version, event_type, schema_version, \
+         recorded_at_s, recorded_at_ns, correlation_id, causation_id, payload"
+    };
+}
+const SQL_READ_ALL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE global_position >= $1 ORDER BY global_position LIMIT $2"
+);
+const SQL_READ_STREAM: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"
+);
+const SQL_EVENTS_BY_ID: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE event_id = ANY($1)"
+);
+const SQL_HEAD: &str = "SELECT position FROM log_head";
+
+/// The body of an append transaction (shared by [`EventStore::append_multi`] and the test-only
+/// held append): stream heads in stream-id order, then one statement for every event.
+async fn write_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    channel: &str,
+    appends: &[StreamAppend],
+) -> Result<Result<AppendResult, Conflict>, WriteError> {
+    // Lock order: stream ids ascending, then the global head. Every appender takes its locks in
+    // this order, so two multi-stream appends wait for each other instead of deadlocking.
+    let mut order: Vec<usize> = (0..appends.len()).collect();
+    order.sort_by(|&a, &b| appends[a].stream_id.cmp(&appends[b].stream_id));
+    let mut new_versions: Vec<Option<StreamVersion>> = vec![None; appends.len()];
+    // Every stream is checked even after a failure, so the conflict reported is the first in
+    // request order (docs/STORE.md), not the first in lock order.
+    let mut conflicts = BTreeMap::new();
+    for &index in &order {
+        let append = &appends[index];
+        let count = to_db(append.events.len() as u64);
+        let stream = append.stream_id.as_str();
+        let rows = match append.expected {
+            ExpectedVersion::Any => {
+                let sql = tx.prepare_cached(SQL_HEAD_ANY).await?;
+                tx.query(&sql, &[&stream, &count]).await?
+            }
+            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => {
+                let sql = tx.prepare_cached(SQL_HEAD_CREATE).await?;
+                tx.query(&sql, &[&stream, &count]).await?
+            }
+            ExpectedVersion::StreamExists => {
+                let sql = tx.prepare_cached(SQL_HEAD_EXISTS).await?;
+                tx.query(&sql, &[&stream, &count]).await?
+            }
+            ExpectedVersion::Exact(expected) => {
+                let sql = tx.prepare_cached(SQL_HEAD_EXACT).await?;
+                tx.query(&sql, &[&stream, &count, &to_db(expected)]).await?
+            }
+        };
+        match rows.first() {
+            Some(row) => {
+                let version: i64 = row.try_get(0)?;
+                new_versions[index] = Some(from_db(version, 0)?);
+            }
+            None => {
+                let sql = tx.prepare_cached(SQL_STREAM_VERSION).await?;
+                let actual = match tx.query_opt(&sql, &[&stream]).await? {
+                    Some(row) => row.try_get::<_, i64>(0)?.max(0) as u64,
+                    None => 0,
+                };
+                conflicts.insert(
+                    index,
+                    Conflict {
+                        stream_id: append.stream_id.clone(),
+                        expected: append.expected,
+                        actual,
+                    },
+                );
+            }
+        }
+    }
+    if let Some((_, conflict)) = conflicts.into_iter().next() {
+        return Ok(Err(conflict));
+    }
+    let total: usize = appends.iter().map(|a| a.events.len()).sum();
+    let mut ids = Vec::with_capacity(total);
+    let mut streams = Vec::with_capacity(total);
+    let mut versions = Vec::with_capacity(total);
+    let mut types = Vec::with_capacity(total);
+    let mut schema_versions = Vec::with_capacity(total);
+    let mut seconds = Vec::with_capacity(total);
+    let mut nanos = Vec::with_capacity(total);
+    let mut correlations = Vec::with_capacity(total);
+    let mut causations = Vec::with_capacity(total);
+    let mut payloads = Vec::with_capacity(total);
+    let mut stream_versions = Vec::with_capacity(appends.len());
+    for (append, new_version) in appends.iter().zip(&new_versions) {
+        let last = new_version.unwrap_or_default();
+        let first = last + 1 - append.events.len() as u64;
+        for (offset, event) in append.events.iter().enumerate() {
+            ids.push(event.event_id);
+            streams.push(append.stream_id.as_str());
+            versions.push(to_db(first + offset as u64));
+            types.push(event.event_type.as_str());
+            schema_versions.push(i32::from(event.schema_version));
+            seconds.push(event.recorded_at.timestamp());
+            nanos.push(event.recorded_at.timestamp_subsec_nanos() as i32);
+            correlations.push(event.correlation_id);
+            causations.push(event.causation_id);
+            payloads.push(event.payload.as_slice());
+        }
+        stream_versions.push((append.stream_id.clone(), last));
+    }
+    let count = to_db(total as u64);
+    let sql = tx.prepare_cached(SQL_WRITE_EVENTS).await?;
+    let row = tx
+        .query_one(
+            &sql,
+            &[
+                &count,
+                &ids,
+                &streams,
+                &versions,
+                &types,
+                &schema_versions,
+                &seconds,
+                &nanos,
+                &correlations,
+                &causations,
+                &payloads,
+                &channel,
+            ],
+        )
+        .await?;
+    let last_position: i64 = row.try_get(0)?;
+    let written: i64 = row.try_get(1)?;
+    if written != count {
+        return Err(WriteError::Store(StoreError::Backend(format!(
+            "the events insert wrote {written} of {count} rows"
+        ))));
+    }
+    let last_position = from_db(last_position, 0)?;
+    Ok(Ok(AppendResult {
+        stream_versions,
+        first_position: last_position + 1 - total as u64,
+        last_position,
+    }))
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append_multi(&self, appends: Vec<StreamAppend>) -> AppendOutcome {
+        validate_appends(&appends)?;
+        let failure = {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            match write_in(&tx, &self.schema, &appends).await {
+                Ok(Ok(result)) => {
+                    tx.commit().await.map_err(backend)?;
+                    self.advance(result.last_position);
+                    return Ok(Ok(result));
+                }
+                Ok(Err(conflict)) => Failure::Conflict(conflict),
+                Err(WriteError::StoredEventId) => Failure::StoredEventId,
+                Err(WriteError::Store(e)) => return Err(e),
+            }
+            // Dropping the transaction rolls it back before the connection is reused.
+        };
+        self.settle_failed_append(&appends, failure).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from_version: StreamVersion,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        validate_read_count(max_count)?;
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let sql = client
+            .prepare_cached(SQL_READ_STREAM)
+            .await
+            .map_err(backend)?;
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &stream_id.as_str(),
+                    &to_db(from_version),
+                    &(max_count as i64),
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn read_all(
+        &self,
+        from_position: GlobalPosition,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        validate_read_count(max_count)?;
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let sql = client.prepare_cached(SQL_READ_ALL).await.map_err(backend)?;
+        let rows = client
+            .query(&sql, &[&to_db(from_position), &(max_count as i64)])
+            .await
+            .map_err(backend)?;
+        let events: Vec<RecordedEvent> =
+            rows.iter().map(recorded_event).collect::<Result<_, _>>()?;
+        // Positions are gap-free by construction; a hole here would mean a reader skips an event,
+        // which the store refuses to do silently.
+        for (expected, event) in (from_position.max(1)..).zip(&events) {
+            if event.global_position != expected {
+                return Err(StoreError::Corrupt {
+                    position: expected,
+                    reason: format!(
+                        "the log continues at position {} instead",
+                        event.global_position
+                    ),
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    async fn stream_version(&self, stream_id: &StreamId) -> Result<StreamVersion, StoreError> {
+        let client = self.client().await?;
+        let sql = client
+            .prepare_cached(SQL_STREAM_VERSION)
+            .await
+            .map_err(backend)?;
+        match client
+            .query_opt(&sql, &[&stream_id.as_str()])
+            .await
+            .map_err(backend)?
+        {
+            Some(row) => from_db(row.try_get(0).map_err(backend)?, 0),
+            None => Ok(0),
+        }
+    }
+
+    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
+        let client = self.client().await?;
+        let position = read_head(&client).await?;
+        self.advance(position);
+        Ok(position)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<GlobalPosition> {
+        self.head.subscribe()
+    }
+}
+
+async fn checkout(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+    pool.get()
+        .await
+        .map_err(|e| StoreError::Backend(format!("no PostgreSQL connection: {e}")))
+}
+
+async fn read_head(client: &tokio_postgres::Client) -> Result<GlobalPosition, StoreError> {
+    let row = client.query_one(SQL_HEAD, &[]).await.map_err(backend)?;
+    from_db(row.try_get(0).map_err(backend)?, 0)
+}
+
+/// Moves the subscription channel forward, never back: local acknowledgements and `NOTIFY`
+/// payloads arrive in any interleaving.
+fn advance(head: &watch::Sender<GlobalPosition>, position: GlobalPosition) {
+    head.send_if_modified(|current| {
+        if position > *current {
+            *current = position;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Positions and versions are `u64` in the trait and `bigint` in the database; a value beyond
+/// `i64::MAX` matches nothing stored, so it is clamped rather than refused.
+fn to_db(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_db(value: i64, position: GlobalPosition) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        position,
+        reason: format!("negative number {value} in the database"),
+    })
+}
+
+fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get(0).map_err(backend)?;
+    let position = from_db(position, 0)?;
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let stream_id: String = row.try_get(2).map_err(backend)?;
+    let schema_version: i32 = row.try_get(5).map_err(backend)?;
+    let seconds: i64 = row.try_get(6).map_err(backend)?;
+    let nanos: i32 = row.try_get(7).map_err(backend)?;
+    let recorded_at = u32::try_from(nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(seconds, nanos))
+        .ok_or_else(|| corrupt(format!("invalid timestamp {seconds}s {nanos}ns")))?;
+    Ok(RecordedEvent {
+        global_position: position,
+        event_id: row.try_get(1).map_err(backend)?,
+        stream_id: StreamId::new(stream_id).map_err(|e| corrupt(e.to_string()))?,
+        stream_version: from_db(row.try_get(3).map_err(backend)?, position)?,
+        event_type: row.try_get(4).map_err(backend)?,
+        schema_version: u16::try_from(schema_version)
+            .map_err(|_| corrupt(format!("schema version {schema_version} out of range")))?,
+        recorded_at,
+        correlation_id: row.try_get(8).map_err(backend)?,
+        causation_id: row.try_get(9).map_err(backend)?,
+        payload: row.try_get(10).map_err(backend)?,
+    })
+}
+
+/// A database or connection failure as a store error, with the server's own message and
+/// SQLSTATE when there is one (the driver's `Display` alone says only "db error").
+fn backend(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => {
+            StoreError::Backend(format!("PostgreSQL {}: {}", db.code().code(), db.message()))
+        }
+        None => StoreError::Backend(format!("PostgreSQL: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e2_schema_names_are_plain_identifiers() {
+        for good in [
+            "chat_store",
+            "_x",
+            "a1",
+            &"a".repeat(POSTGRES_SCHEMA_BYTES_MAX),
+        ] {
+            assert!(validate_schema(good).is_ok(), "{good}");
+        }
+        for bad in ["", "1a", "Chat", "a-b", "a b", "pg_catalog", "a;drop", "é"] {
+            assert!(
+                matches!(validate_schema(bad), Err(StoreError::InvalidRequest(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            validate_schema(&"a".repeat(POSTGRES_SCHEMA_BYTES_MAX + 1)),
+            Err(StoreError::LimitExceeded {
+                limit: "POSTGRES_SCHEMA_BYTES_MAX",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn e2_pool_size_is_bounded() {
+        for bad in [0, POSTGRES_POOL_SIZE_MAX + 1] {
+            let config = PostgresConfig::new("postgres://u@localhost/db").pool_size(bad);
+            assert!(matches!(
+                config.pg_config(),
+                Err(StoreError::LimitExceeded {
+                    limit: "POSTGRES_POOL_SIZE_MAX",
+                    ..
+                })
+            ));
+        }
+        let config =
+            PostgresConfig::new("postgres://u@localhost/db").pool_size(POSTGRES_POOL_SIZE_MAX);
+        let pg = config.pg_config().expect("the maximum is allowed");
+        assert_eq!(pg.get_options(), Some("-c search_path=chat_store"));
+        assert_eq!(pg.get_application_name(), Some("chat-store:chat_store"));
+    }
+
+    #[test]
+    fn e2_a_bad_url_is_a_clear_error() {
+        let err = PostgresConfig::new("postgres://u@localhost:notaport/db")
+            .pg_config()
+            .expect_err("bad port");
+        assert!(matches!(err, StoreError::InvalidRequest(ref m) if m.contains("PostgreSQL URL")));
+    }
+}
