@@ -128,6 +128,20 @@ fn m1_bad_language_name_and_concurrency_limit_are_refused() {
     at_limit.name = "x".repeat(NAME_CHARS_MAX);
     at_limit.concurrent_chats_max = Some(CONCURRENT_CHATS_LIMIT_MAX);
     assert!(ModuleDecider::decide(&ModuleState::default(), &create("s", at_limit), now()).is_ok());
+    let mut files = settings();
+    files.attachment_bytes_max = chat_core::config::ATTACHMENT_BYTES_MAX;
+    assert!(
+        ModuleDecider::decide(&ModuleState::default(), &create("s", files.clone()), now()).is_ok()
+    );
+    files.attachment_bytes_max += 1;
+    given::<ModuleDecider>(&[])
+        .when(&create("s", files), now())
+        .then_rejected(ConfigRejection::OutOfRange {
+            field: "attachment_bytes_max".to_owned(),
+            min: 0,
+            max: chat_core::config::ATTACHMENT_BYTES_MAX,
+            value: chat_core::config::ATTACHMENT_BYTES_MAX + 1,
+        });
     let mut over = settings();
     over.concurrent_chats_max = Some(CONCURRENT_CHATS_LIMIT_MAX + 1);
     assert!(matches!(

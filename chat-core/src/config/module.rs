@@ -11,7 +11,7 @@ use super::common::{
     check_key, check_language, check_name, check_reference, check_text, check_url,
     normalise_colour, parse_time_zone,
 };
-use super::form::{FormDefinition, FormKind};
+use super::form::{ATTACHMENT_BYTES_DEFAULT, ATTACHMENT_BYTES_MAX, FormDefinition, FormKind};
 use super::schedule::{Schedule, WorkingHours};
 use crate::{ChatId, EventKind, ModuleId, QueueId, StrategyId};
 use chrono::{DateTime, Utc};
@@ -130,6 +130,12 @@ pub struct ModuleSettings {
     pub transcript_email: bool,
     /// Most chats open at once before new ones go offline (C2); `None` is unlimited.
     pub concurrent_chats_max: Option<u32>,
+    /// Let the visitor keep writing while no agent is available (C3).
+    pub async_chatting: bool,
+    /// Turn a chat no agent can take into a case instead of leaving it unmanaged (A6).
+    pub case_when_no_agent: bool,
+    /// Largest attachment in a chat message, in bytes; 0 refuses attachments (A5).
+    pub attachment_bytes_max: u64,
     /// How the widget looks.
     pub appearance: Appearance,
 }
@@ -147,6 +153,9 @@ impl ModuleSettings {
             end_of_interaction: EndOfInteraction::Nothing,
             transcript_email: false,
             concurrent_chats_max: None,
+            async_chatting: false,
+            case_when_no_agent: false,
+            attachment_bytes_max: ATTACHMENT_BYTES_DEFAULT,
             appearance: Appearance::default(),
         }
     }
@@ -177,6 +186,14 @@ impl ModuleSettings {
                 value: u64::from(max),
             });
         }
+        if self.attachment_bytes_max > ATTACHMENT_BYTES_MAX {
+            return Err(ConfigRejection::OutOfRange {
+                field: "attachment_bytes_max".to_owned(),
+                min: 0,
+                max: ATTACHMENT_BYTES_MAX,
+                value: self.attachment_bytes_max,
+            });
+        }
         let a = &self.appearance;
         check_name("title", &a.title)?;
         check_text("title", &a.title, APPEARANCE_TEXT_CHARS_MAX)?;
@@ -202,7 +219,7 @@ impl ModuleSettings {
 
     /// The names of the fields that differ, for the history (M7).
     fn changed_fields(&self, new: &Self) -> Vec<String> {
-        let pairs: [(&str, bool); 10] = [
+        let pairs: [(&str, bool); 13] = [
             ("name", self.name != new.name),
             ("alias", self.alias != new.alias),
             ("description", self.description != new.description),
@@ -220,6 +237,15 @@ impl ModuleSettings {
             (
                 "concurrent_chats_max",
                 self.concurrent_chats_max != new.concurrent_chats_max,
+            ),
+            ("async_chatting", self.async_chatting != new.async_chatting),
+            (
+                "case_when_no_agent",
+                self.case_when_no_agent != new.case_when_no_agent,
+            ),
+            (
+                "attachment_bytes_max",
+                self.attachment_bytes_max != new.attachment_bytes_max,
             ),
             ("appearance", self.appearance != new.appearance),
         ];
