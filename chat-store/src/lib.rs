@@ -27,7 +27,7 @@ pub use postgres::{
     POSTGRES_POOL_SIZE_MAX, POSTGRES_SCHEMA_BYTES_MAX, PostgresConfig, PostgresStore,
 };
 pub use sled_store::{
-    SLED_FORMAT, SLED_OPEN_LOCK_WAIT_MS, SLED_WRITE_BATCH_APPENDS_MAX,
+    SLED_FORMAT, SLED_HEAD_MARK_INTERVAL_MS, SLED_OPEN_LOCK_WAIT_MS, SLED_WRITE_BATCH_APPENDS_MAX,
     SLED_WRITE_QUEUE_APPENDS_MAX, SledStore,
 };
 pub use store::{AppendOutcome, EventStore};

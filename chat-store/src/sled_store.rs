@@ -56,6 +56,11 @@ pub const SLED_OPEN_LOCK_WAIT_MS: u64 = 5_000;
 /// The data format this build reads and writes, stored under `m format`.
 pub const SLED_FORMAT: &[u8] = b"chat-store-sled/1";
 
+/// How often, at most, the writer records its flushed head in the head mark file (see
+/// `HeadMark`): damage in sled's files that loses events older than this is found at open.
+pub const SLED_HEAD_MARK_INTERVAL_MS: u64 = 1_000;
+const HEAD_MARK_FILE: &str = "chat-store-head";
+const HEAD_MARK_PREFIX: &str = "chat-store head ";
 const RECORD_FORMAT: u8 = 1;
 /// Format byte, CRC-32 and header length.
 const RECORD_PREFIX_BYTES: usize = 1 + 4 + 4;
@@ -74,6 +79,8 @@ pub struct SledStore {
 #[derive(Debug)]
 struct Shared {
     db: sled::Db,
+    /// The data directory.
+    path: PathBuf,
     /// The last flushed position: what readers may see.
     head: watch::Sender<GlobalPosition>,
 }
@@ -117,8 +124,20 @@ impl SledStore {
             }
         }
         let head = check_tail(&db)?;
+        if let Some(mark) = read_head_mark(&path)?
+            && mark > head
+        {
+            return Err(SledStore::corrupt(
+                head + 1,
+                format!(
+                    "sled recovered the log only up to position {head}, but position {mark} was \
+                     flushed before (head mark): sled's files are damaged"
+                ),
+            ));
+        }
         let shared = Arc::new(Shared {
             db,
+            path: path.clone(),
             head: watch::Sender::new(head),
         });
         let (requests, queue) = mpsc::channel(SLED_WRITE_QUEUE_APPENDS_MAX);
@@ -441,6 +460,7 @@ impl Overlay<'_> {
 /// The writer thread: group commit (see the module documentation).
 fn write_loop(shared: &Shared, mut queue: mpsc::Receiver<Request>) {
     let mut broken: Option<String> = None;
+    let mut mark = HeadMark::new(&shared.path, *shared.head.borrow());
     while let Some(first) = queue.blocking_recv() {
         let mut requests = vec![first];
         while requests.len() < SLED_WRITE_BATCH_APPENDS_MAX {
@@ -498,7 +518,77 @@ fn write_loop(shared: &Shared, mut queue: mpsc::Receiver<Request>) {
             // same event ids gets this result.
             let _ = reply.send(outcome);
         }
+        mark.maybe_write(*shared.head.borrow(), false);
     }
+    if broken.is_none() {
+        mark.maybe_write(*shared.head.borrow(), true);
+    }
+}
+
+/// The head mark: a small file beside sled's, holding a position that sled has already flushed.
+///
+/// sled recovers its log up to the first damaged entry and calls that the end, so damage in its
+/// files would silently shorten our log. The mark lets the open tell: if sled comes back with a
+/// lower head than the mark, acknowledged events are gone, and the open fails naming the first
+/// missing position. The mark is written at most every [`SLED_HEAD_MARK_INTERVAL_MS`] (and when
+/// the writer stops), after the acknowledgements, so it costs no latency and about one fsync a
+/// second; it is never ahead of what sled has flushed.
+struct HeadMark {
+    path: PathBuf,
+    written: GlobalPosition,
+    at: std::time::Instant,
+}
+
+impl HeadMark {
+    fn new(dir: &Path, head: GlobalPosition) -> Self {
+        Self {
+            path: dir.join(HEAD_MARK_FILE),
+            written: head,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn maybe_write(&mut self, head: GlobalPosition, now: bool) {
+        let due = self.at.elapsed() >= std::time::Duration::from_millis(SLED_HEAD_MARK_INTERVAL_MS);
+        if head == self.written || !(now || due) {
+            return;
+        }
+        // A failed mark write only weakens the damage check; the log itself is fine.
+        if let Err(error) = write_head_mark(&self.path, head) {
+            tracing::warn!(path = %self.path.display(), %error, "cannot write the head mark");
+            return;
+        }
+        self.written = head;
+        self.at = std::time::Instant::now();
+    }
+}
+
+/// Writes the mark atomically: a temporary file, fsync, rename, fsync of the directory.
+fn write_head_mark(path: &Path, head: GlobalPosition) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(format!("{HEAD_MARK_PREFIX}{head}\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The mark's position, `None` when there is no mark (new or older data directories).
+fn read_head_mark(dir: &Path) -> Result<Option<GlobalPosition>, StoreError> {
+    let path = dir.join(HEAD_MARK_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(backend(&path, "cannot read the head mark", error)),
+    };
+    text.strip_prefix(HEAD_MARK_PREFIX)
+        .and_then(|n| n.trim_end().parse().ok())
+        .map(Some)
+        .ok_or_else(|| backend(&path, "unreadable head mark", format!("{text:?}")))
 }
 
 #[async_trait]
