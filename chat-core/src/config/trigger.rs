@@ -168,9 +168,22 @@ pub struct VisitorContext {
     pub pages_viewed: u32,
     /// Whether the visitor has been here before.
     pub returning: bool,
-    /// Custom events the page has sent (at most [`VISITOR_EVENTS_MAX`], keys of at most
-    /// [`KEY_CHARS_MAX`](super::KEY_CHARS_MAX) characters; the service enforces both at the edge).
+    /// Custom events the page has sent (at most [`VISITOR_EVENTS_MAX`] keys; see
+    /// [`VisitorContext::check`]).
     pub events: BTreeSet<String>,
+}
+
+impl VisitorContext {
+    /// Checks what the widget reported against its limits (the service calls this on every
+    /// request before [`evaluate`]): URL length, number and shape of custom events.
+    pub fn check(&self) -> Result<(), ConfigRejection> {
+        check_text("url", &self.url, URL_CHARS_MAX)?;
+        check_count("events", self.events.len(), VISITOR_EVENTS_MAX)?;
+        for event in &self.events {
+            check_key("custom event", event)?;
+        }
+        Ok(())
+    }
 }
 
 /// What the widget does (T4). Ordered: a stronger outcome wins over a weaker one.
