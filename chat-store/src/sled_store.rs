@@ -83,6 +83,8 @@ struct Shared {
     path: PathBuf,
     /// The last flushed position: what readers may see.
     head: watch::Sender<GlobalPosition>,
+    /// Group commits done (flushes that made appends durable), to show that appenders share them.
+    flushes: std::sync::atomic::AtomicU64,
 }
 
 struct Request {
@@ -139,6 +141,7 @@ impl SledStore {
             db,
             path: path.clone(),
             head: watch::Sender::new(head),
+            flushes: std::sync::atomic::AtomicU64::new(0),
         });
         let (requests, queue) = mpsc::channel(SLED_WRITE_QUEUE_APPENDS_MAX);
         let writer = {
@@ -511,6 +514,9 @@ fn write_loop(shared: &Shared, mut queue: mpsc::Receiver<Request>) {
                 broken = Some(reason);
                 continue;
             }
+            shared
+                .flushes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             shared.head.send_replace(overlay.head);
         }
         for (reply, outcome) in answers {
@@ -706,5 +712,70 @@ impl EventStore for SledStore {
 
     fn subscribe(&self) -> watch::Receiver<GlobalPosition> {
         self.shared.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ExpectedVersion, NewEvent};
+    use std::sync::atomic::Ordering;
+
+    fn request(n: u64) -> (Request, oneshot::Receiver<AppendOutcome>) {
+        let (reply, answer) = oneshot::channel();
+        let event = NewEvent {
+            event_id: Uuid::from_u128(n.into()),
+            event_type: "GroupCommitted".into(),
+            schema_version: 1,
+            recorded_at: DateTime::from_timestamp_micros(0).expect("time"),
+            correlation_id: None,
+            causation_id: None,
+            payload: vec![0x90],
+        };
+        let appends = vec![StreamAppend {
+            stream_id: StreamId::new(format!("group-{n}")).expect("id"),
+            expected: ExpectedVersion::NoStream,
+            events: vec![event],
+        }];
+        (Request { appends, reply }, answer)
+    }
+
+    /// Appends that queue up while the writer is busy share one flush, up to
+    /// `SLED_WRITE_BATCH_APPENDS_MAX` per flush, and are acknowledged in queue order. The queue
+    /// is filled before the writer runs, which is what a busy writer sees.
+    #[test]
+    fn e3_queued_appends_share_one_flush() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let shared = Shared {
+            db: sled::open(dir.path()).expect("sled"),
+            path: dir.path().to_path_buf(),
+            head: watch::Sender::new(0),
+            flushes: std::sync::atomic::AtomicU64::new(0),
+        };
+        let total = SLED_WRITE_BATCH_APPENDS_MAX as u64 + 10;
+        let (sender, queue) = mpsc::channel(SLED_WRITE_QUEUE_APPENDS_MAX);
+        let mut answers = Vec::new();
+        for n in 1..=total {
+            let (request, answer) = request(n);
+            sender.try_send(request).ok().expect("room in the queue");
+            answers.push(answer);
+        }
+        drop(sender);
+        write_loop(&shared, queue);
+        assert_eq!(
+            shared.flushes.load(Ordering::Relaxed),
+            2,
+            "two group commits"
+        );
+        for (n, answer) in (1..=total).zip(answers) {
+            let result = answer
+                .blocking_recv()
+                .expect("answered")
+                .expect("no error")
+                .expect("no conflict");
+            assert_eq!(result.first_position, n, "acknowledged in queue order");
+        }
+        assert_eq!(*shared.head.borrow(), total);
+        assert_eq!(read_head_mark(dir.path()).expect("mark"), Some(total));
     }
 }
