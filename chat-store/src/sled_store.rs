@@ -757,7 +757,7 @@ mod tests {
         let mut answers = Vec::new();
         for n in 1..=total {
             let (request, answer) = request(n);
-            sender.try_send(request).ok().expect("room in the queue");
+            assert!(sender.try_send(request).is_ok(), "room in the queue");
             answers.push(answer);
         }
         drop(sender);
