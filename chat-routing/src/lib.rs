@@ -8,7 +8,7 @@
 //! Why pure: several service processes route at once (R2). Each decision therefore states its
 //! [`Preconditions`] (the chat still waiting at version v, the agent's load still k), and the host
 //! commits it atomically or re-reads and retries. Routing itself stays a function anyone can
-//! property-test — see the `testing` feature's [`harness`], which checks the invariants of
+//! property-test — see the `testing` feature's `harness` module, which checks the invariants of
 //! `docs/ROUTING.md` against any [`Policy`].
 //!
 //! ```
