@@ -8,6 +8,7 @@
 use crate::agent::{Agent, AgentEvent, AgentState, Presence};
 use crate::conversation::{
     ChatEvent, ChatMessage, ChatRecord, ChatState, Conversation, Disposition, Party, Phase,
+    QueueCause,
 };
 use crate::{AgentId, ChatId, ContactId, Decider, ModuleId, QueueId};
 use chrono::{DateTime, Utc};
@@ -172,7 +173,8 @@ pub struct LiveChat {
 /// load, folded from every chat and agent stream in global order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveList {
-    /// Module and contact of every chat seen (needed again when a chat is resumed).
+    /// Module and contact of every chat seen (needed again when a chat is resumed). It grows
+    /// with the number of chats ever started, 32 bytes each.
     directory: BTreeMap<ChatId, (ModuleId, ContactId)>,
     open: BTreeMap<ChatId, LiveChat>,
     agents: BTreeMap<AgentId, AgentState>,
@@ -190,33 +192,35 @@ impl LiveList {
     }
 
     fn apply_chat(&mut self, chat: ChatId, event: &ChatEvent) {
-        let status = match event {
+        let (episode, status) = match event {
             ChatEvent::ChatStarted { record, .. } => {
                 self.directory.insert(chat, (record.module, record.contact));
                 return;
             }
-            ChatEvent::ChatQueued { cause, .. } => LiveStatus::Waiting {
-                queue: match cause {
-                    crate::conversation::QueueCause::Transferred { queue, .. } => Some(*queue),
-                    _ => None,
-                },
-            },
-            ChatEvent::AsyncChattingStarted { .. } => LiveStatus::Asynchronous,
-            ChatEvent::AgentAssigned { agent, .. } => LiveStatus::Active { agent: *agent },
             ChatEvent::EpisodeEnded { .. } => {
                 self.open.remove(&chat);
                 return;
             }
+            ChatEvent::ChatQueued { episode, cause, .. } => {
+                let queue = match cause {
+                    QueueCause::Transferred { queue, .. } => Some(*queue),
+                    QueueCause::Started | QueueCause::Resumed => None,
+                };
+                (*episode, LiveStatus::Waiting { queue })
+            }
+            ChatEvent::AsyncChattingStarted { episode, .. } => (*episode, LiveStatus::Asynchronous),
+            ChatEvent::AgentAssigned { episode, agent, .. } => {
+                (*episode, LiveStatus::Active { agent: *agent })
+            }
+            // Messages, ratings, redactions, e-mail requests and the like do not move a chat
+            // between the lists.
             _ => return,
         };
         let Some(&(module, contact)) = self.directory.get(&chat) else {
+            // Only a log read from its middle without a checkpoint (the directory is part of the
+            // list and of its serialised checkpoints) lacks the start; such a chat is left out
+            // rather than shown without its module.
             return;
-        };
-        let episode = match event {
-            ChatEvent::ChatQueued { episode, .. }
-            | ChatEvent::AsyncChattingStarted { episode, .. }
-            | ChatEvent::AgentAssigned { episode, .. } => *episode,
-            _ => 0,
         };
         self.open.insert(
             chat,
