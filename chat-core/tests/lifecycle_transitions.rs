@@ -831,6 +831,27 @@ fn a3_visitors_cannot_send_quick_replies_articles_or_video_links() {
 }
 
 #[test]
+fn a3_a_visitor_is_refused_for_rights_before_sizes() {
+    let body = MessageBody {
+        quick_replies: vec!["x".repeat(1000); 50],
+        ..MessageBody::text("x")
+    };
+    given::<Conversation>(&active_chat())
+        .when(
+            &ChatCommand::PostMessage {
+                command_id: cmd(2),
+                message_id: msg(2),
+                author: Party::Visitor,
+                body,
+            },
+            t(20),
+        )
+        .then_rejected(Rejection::VisitorCannotSend {
+            what: "quick replies",
+        });
+}
+
+#[test]
 fn a3_an_article_needs_a_title() {
     let body = MessageBody {
         article: Some(Article::default()),

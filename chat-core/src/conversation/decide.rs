@@ -229,7 +229,7 @@ fn admit(
     })
 }
 
-/// Validates a message's content against the limits and the author's rights.
+/// Validates a message's content: not empty, the author's rights, then the limits.
 fn validate_body(
     author: Party,
     body: &MessageBody,
@@ -241,6 +241,21 @@ fn validate_body(
         && body.video_call_link.is_none()
     {
         return Err(Rejection::EmptyMessage);
+    }
+    // Rights before sizes: a visitor's quick reply is refused as such, whatever its length.
+    if author == Party::Visitor {
+        let what = if !body.quick_replies.is_empty() {
+            Some("quick replies")
+        } else if body.article.is_some() {
+            Some("articles")
+        } else if body.video_call_link.is_some() {
+            Some("video-call links")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(Rejection::VisitorCannotSend { what });
+        }
     }
     limit(
         "message_text_bytes_max",
@@ -288,20 +303,6 @@ fn validate_body(
     }
     if let Some(link) = &body.video_call_link {
         limit("link_bytes_max", LINK_BYTES_MAX, link.len())?;
-    }
-    if author == Party::Visitor {
-        let what = if !body.quick_replies.is_empty() {
-            Some("quick replies")
-        } else if body.article.is_some() {
-            Some("articles")
-        } else if body.video_call_link.is_some() {
-            Some("video-call links")
-        } else {
-            None
-        };
-        if let Some(what) = what {
-            return Err(Rejection::VisitorCannotSend { what });
-        }
     }
     Ok(())
 }
