@@ -354,6 +354,6 @@ fn m6_page_data_limits_are_enforced() {
     };
     assert!(matches!(
         render_snippet(&module(), "https://chat.example.com", &long_message),
-        Err(ConfigRejection::TooLong { field, .. }) if field == "message"
+        Err(ConfigRejection::TooManyBytes { field, bytes_max: chat_core::FIELD_TEXT_BYTES_MAX }) if field == "message"
     ));
 }

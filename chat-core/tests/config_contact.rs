@@ -163,6 +163,19 @@ fn f4_contact_fields_are_limited() {
             max: CONTACT_FIELDS_MAX,
         });
     assert!(ContactField::new("Email Address").is_err());
+    let long = fields(&[("note", &"n".repeat(chat_core::FIELD_TEXT_BYTES_MAX + 1))]);
+    given::<Contact>(&[])
+        .when(
+            &ContactCommand::Create {
+                id: ADA,
+                fields: long,
+            },
+            now(),
+        )
+        .then_rejected(ConfigRejection::TooManyBytes {
+            field: "note".into(),
+            bytes_max: chat_core::FIELD_TEXT_BYTES_MAX,
+        });
 }
 
 #[test]

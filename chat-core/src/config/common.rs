@@ -129,6 +129,15 @@ pub enum ConfigRejection {
         /// The limit.
         chars_max: usize,
     },
+    /// A text is longer than its limit in bytes (texts that travel into chats are bounded in
+    /// bytes, like the lifecycle's limits).
+    #[error("{field} is longer than {bytes_max} bytes")]
+    TooManyBytes {
+        /// The field.
+        field: String,
+        /// The limit.
+        bytes_max: usize,
+    },
     /// A list has more entries than its limit.
     #[error("{field} has more than {max} entries")]
     TooMany {

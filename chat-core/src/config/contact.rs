@@ -166,9 +166,9 @@ fn check_fields(fields: &BTreeMap<ContactField, String>) -> Result<(), ConfigRej
     check_count("contact fields", fields.len(), CONTACT_FIELDS_MAX)?;
     for (field, value) in fields {
         if value.len() > FIELD_TEXT_BYTES_MAX {
-            return Err(ConfigRejection::TooLong {
+            return Err(ConfigRejection::TooManyBytes {
                 field: field.as_str().to_owned(),
-                chars_max: FIELD_TEXT_BYTES_MAX,
+                bytes_max: FIELD_TEXT_BYTES_MAX,
             });
         }
         if field.is_email() && !is_valid_email(value) {

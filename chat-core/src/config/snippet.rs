@@ -231,9 +231,9 @@ fn is_host(host: &str) -> bool {
 /// Checks page data against its limits (M6): at most [`PAGE_VARS_MAX`] vars, names of at most
 /// [`PAGE_VAR_NAME_BYTES_MAX`] bytes, values of at most [`FIELD_TEXT_BYTES_MAX`] bytes.
 pub fn check_page_data(data: &PageData) -> Result<(), ConfigRejection> {
-    let too_long = |field: &str, bytes_max| ConfigRejection::TooLong {
+    let too_long = |field: &str, bytes_max| ConfigRejection::TooManyBytes {
         field: field.to_owned(),
-        chars_max: bytes_max,
+        bytes_max,
     };
     for (field, value) in [
         ("firstname", &data.firstname),
