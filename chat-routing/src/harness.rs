@@ -697,6 +697,25 @@ impl<P: Policy> Host<'_, P> {
             tracked.version += 1;
             self.last_assignee.insert(a.chat.queue, a.agent);
         }
+
+        // Nothing may change before next_wakeup without new input: a drain just before it (or
+        // a day later, when nothing is scheduled) serves nobody.
+        let wakeup = self.router.next_wakeup(&self.snapshot, self.now);
+        let before_wakeup =
+            wakeup.map_or(self.now + Duration::days(1), |w| w - Duration::seconds(1));
+        if before_wakeup > self.now {
+            let mut later = self.snapshot.clone();
+            let served = self.router.drain(&mut later, before_wakeup).ok();
+            self.ensure(
+                served.as_ref().is_some_and(Vec::is_empty),
+                "next-wakeup",
+                || {
+                    format!(
+                        "next_wakeup {wakeup:?}, yet a drain at {before_wakeup} serves {served:?}"
+                    )
+                },
+            )?;
+        }
         Ok(())
     }
 
