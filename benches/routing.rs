@@ -86,7 +86,11 @@ fn routing(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("indexed", n), snapshot, |b, snapshot| {
             b.iter_batched(
                 || snapshot.clone(),
-                |mut s| Router::default().drain(&mut s, now).unwrap(),
+                // Return the snapshot too: criterion drops outputs outside the measurement.
+                |mut s| {
+                    let served = Router::default().drain(&mut s, now).unwrap();
+                    (s, served)
+                },
                 BatchSize::LargeInput,
             )
         });
@@ -98,7 +102,10 @@ fn routing(c: &mut Criterion) {
                 |b, snapshot| {
                     b.iter_batched(
                         || snapshot.clone(),
-                        |mut s| Router::new(LinearScan).drain(&mut s, now).unwrap(),
+                        |mut s| {
+                            let served = Router::new(LinearScan).drain(&mut s, now).unwrap();
+                            (s, served)
+                        },
                         BatchSize::LargeInput,
                     )
                 },

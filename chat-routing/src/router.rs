@@ -324,11 +324,12 @@ impl<P: Policy> Router<P> {
         now: DateTime<Utc>,
     ) -> Result<Outcome, RouteError> {
         let resolved = self.resolve(snapshot, request, now)?;
-        let decision = self.decide_resolved(snapshot, &resolved, now)?;
+        let queue_choice = resolved.queue_choice;
+        let decision = self.decide_resolved(snapshot, resolved, now)?;
         Ok(Outcome {
             decision,
             trace: Trace {
-                queue_choice: resolved.queue_choice,
+                queue_choice,
                 agents: Vec::new(),
                 complete: false,
             },
@@ -344,8 +345,9 @@ impl<P: Policy> Router<P> {
         now: DateTime<Utc>,
     ) -> Result<Outcome, RouteError> {
         let resolved = self.resolve(snapshot, request, now)?;
-        let decision = self.decide_resolved(snapshot, &resolved, now)?;
-        let queue = queue_of(snapshot, resolved.chat.queue)?;
+        let (chat, queue_choice) = (resolved.chat.clone(), resolved.queue_choice);
+        let decision = self.decide_resolved(snapshot, resolved, now)?;
+        let queue = queue_of(snapshot, chat.queue)?;
         let chosen = decision.assigned_agent();
         let agents = snapshot
             .agents()
@@ -353,8 +355,7 @@ impl<P: Policy> Router<P> {
                 let verdict = if Some(agent.id) == chosen {
                     Verdict::Chosen
                 } else {
-                    exclusion(agent, &resolved.chat, queue, now)
-                        .map_or(Verdict::Eligible, Verdict::Excluded)
+                    exclusion(agent, &chat, queue, now).map_or(Verdict::Eligible, Verdict::Excluded)
                 };
                 (agent.id, verdict)
             })
@@ -362,7 +363,7 @@ impl<P: Policy> Router<P> {
         Ok(Outcome {
             decision,
             trace: Trace {
-                queue_choice: resolved.queue_choice,
+                queue_choice,
                 agents,
                 complete: true,
             },
@@ -521,15 +522,22 @@ impl<P: Policy> Router<P> {
     fn decide_resolved(
         &self,
         snapshot: &Snapshot,
-        resolved: &Resolved,
+        resolved: Resolved,
         now: DateTime<Utc>,
     ) -> Result<Decision, RouteError> {
-        let chat = &resolved.chat;
+        let Resolved {
+            chat,
+            waiting: was_waiting,
+            admit,
+            release,
+            target,
+            ..
+        } = resolved;
         let queue = queue_of(snapshot, chat.queue)?;
         let module = snapshot
             .module(chat.module)
             .ok_or(RouteError::UnknownModule(chat.module))?;
-        if resolved.admit {
+        if admit {
             if let Some(until) = module.opening.until
                 && now >= until
             {
@@ -556,48 +564,51 @@ impl<P: Policy> Router<P> {
                 });
             }
         }
-        let module_open_chats = (resolved.admit && module.open_chats_max.is_some())
-            .then_some((module.id, module.open_chats));
+        let module_open_chats =
+            (admit && module.open_chats_max.is_some()).then_some((module.id, module.open_chats));
         let expect = |agent: Option<&Agent>| Preconditions {
             chat: chat.id,
             chat_version: chat.version,
-            chat_waiting: resolved.waiting,
+            chat_waiting: was_waiting,
             agent_load: agent.map(|a| (a.id, a.load)),
             module_open_chats,
         };
 
-        let chosen = match resolved.target {
+        let chosen = match target {
             Some(target) => {
                 let agent = snapshot
                     .agent(target)
                     .ok_or(RouteError::UnknownAgent(target))?;
-                if let Some(why) = exclusion(agent, chat, queue, now) {
+                if let Some(why) = exclusion(agent, &chat, queue, now) {
                     return Err(RouteError::TransferTargetIneligible { agent: target, why });
                 }
                 Ok(agent)
             }
-            None if !resolved.waiting && snapshot.waiting_ahead(chat) => {
+            None if !was_waiting && snapshot.waiting_ahead(&chat) => {
                 Err(WaitReason::BehindWaitingChats)
             }
-            None => self.select(snapshot, chat, queue, now)?,
+            None => self.select(snapshot, &chat, queue, now)?,
         };
         match chosen {
-            Ok(agent) => Ok(Decision::Assign(Assignment {
-                chat: chat.clone(),
-                agent: agent.id,
-                at: now,
-                admitted: resolved.admit,
-                release: resolved.release,
-                expect: expect(Some(agent)),
-            })),
+            Ok(agent) => {
+                let expect = expect(Some(agent));
+                Ok(Decision::Assign(Assignment {
+                    chat,
+                    agent: agent.id,
+                    at: now,
+                    admitted: admit,
+                    release,
+                    expect,
+                }))
+            }
             Err(reason) => {
-                if !could_ever_take(snapshot, chat, queue) {
+                if !could_ever_take(snapshot, &chat, queue) {
                     return Ok(Decision::Unmanaged {
                         chat: chat.id,
                         queue: queue.id,
                     });
                 }
-                if !resolved.waiting && snapshot.queue_len(queue.id) >= queue.waiting_max {
+                if !was_waiting && snapshot.queue_len(queue.id) >= queue.waiting_max {
                     return Ok(Decision::Offline {
                         chat: chat.id,
                         module: module.id,
@@ -607,17 +618,18 @@ impl<P: Policy> Router<P> {
                         },
                     });
                 }
-                let mut waiting = chat.clone();
-                if !resolved.waiting {
+                let expect = expect(None);
+                let mut waiting = chat;
+                if !was_waiting {
                     // The host appends the "queued" event: the chat waits at the next version.
                     waiting.version += 1;
                 }
                 Ok(Decision::Enqueue(Enqueued {
                     chat: waiting,
                     reason,
-                    admitted: resolved.admit,
-                    release: resolved.release,
-                    expect: expect(None),
+                    admitted: admit,
+                    release,
+                    expect,
                 }))
             }
         }
