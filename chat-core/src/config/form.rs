@@ -80,7 +80,7 @@ impl FileType {
         };
         let token = |s: &str| {
             !s.is_empty()
-                && s.len() <= KEY_BYTES
+                && s.len() <= ACCEPT_TOKEN_BYTES_MAX
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
         };
@@ -123,7 +123,7 @@ impl FileType {
 }
 
 /// Longest type or extension token in an `accept` entry, in bytes.
-const KEY_BYTES: usize = 127;
+const ACCEPT_TOKEN_BYTES_MAX: usize = 127;
 
 /// What kind of field, with its kind-specific settings (F1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -677,5 +677,8 @@ mod tests {
         assert!(FileType::parse_accept(&too_many).is_err());
         let at_limit = vec![".a"; ACCEPT_SPECIFIERS_MAX].join(",");
         assert!(FileType::parse_accept(&at_limit).is_ok());
+        let token = |n| format!(".{}", "x".repeat(n));
+        assert!(FileType::parse_accept(&token(ACCEPT_TOKEN_BYTES_MAX)).is_ok());
+        assert!(FileType::parse_accept(&token(ACCEPT_TOKEN_BYTES_MAX + 1)).is_err());
     }
 }
