@@ -8,22 +8,28 @@
 //! an integration test file. The macro writes one `#[test]` per check, so a failure names the
 //! check:
 //!
-//! ```ignore
+//! ```
+//! use chat_store::MemoryStore;
 //! use chat_store::conformance::StoreFactory;
 //!
 //! struct Factory;
 //!
 //! #[async_trait::async_trait]
 //! impl StoreFactory for Factory {
-//!     type Store = MyStore;
+//!     type Store = MemoryStore;
 //!     // A fresh, empty store (a new temp directory, a new schema, ...).
-//!     async fn open(&self) -> MyStore { MyStore::open_empty().await.unwrap() }
-//!     // Persistent stores only: close `old` completely and open the same data again.
-//!     async fn reopen(&self, old: MyStore) -> MyStore { old.close_and_reopen().await.unwrap() }
-//!     fn persistent(&self) -> bool { true }
+//!     async fn open(&self) -> MemoryStore {
+//!         MemoryStore::new()
+//!     }
+//!     // A persistent store also overrides `reopen` (close `old` completely and open the same
+//!     // data again) and `persistent` (true).
 //! }
 //!
+//! // In an integration test file: one `#[test]` per check.
 //! chat_store::conformance_tests!(Factory);
+//!
+//! // A single check can also be called directly.
+//! chat_store::conformance::e1_append_then_read_back(Factory);
 //! ```
 //!
 //! Each check builds its own multi-threaded tokio runtime (the concurrency checks need real
