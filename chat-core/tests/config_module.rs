@@ -652,6 +652,20 @@ fn m8_delete_with_dependants_is_refused_and_lists_them() {
 }
 
 #[test]
+fn m8_the_refusal_names_the_dependants_for_a_person() {
+    let refusal = ConfigRejection::HasDependants {
+        dependants: vec![
+            Dependant::Strategy(STRATEGY),
+            Dependant::ExternalUse(external("spring-promo")),
+        ],
+    };
+    assert_eq!(
+        refusal.to_string(),
+        format!("still used by trigger strategy {STRATEGY}, sms_campaign spring-promo")
+    );
+}
+
+#[test]
 fn m8_delete_succeeds_once_every_dependant_is_gone() {
     let history = vec![
         created(),

@@ -83,6 +83,17 @@ pub enum Dependant {
     Module(ModuleId),
 }
 
+impl std::fmt::Display for Dependant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Strategy(id) => write!(f, "trigger strategy {id}"),
+            Self::OpenChat(id) => write!(f, "open chat {id}"),
+            Self::ExternalUse(u) => write!(f, "{} {}", u.kind, u.id),
+            Self::Module(id) => write!(f, "module {id}"),
+        }
+    }
+}
+
 /// A use of a module from outside the engine (an SMS campaign, a mailing, a QR code), registered
 /// so that deleting the module is refused while it is live (M8, M9).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -216,7 +227,7 @@ pub enum ConfigRejection {
     #[error("a strategy attachment cannot have display = no while open = no")]
     DisplayAndOpenBothOff,
     /// The object is still used; the refusal lists every dependant (M8, T4).
-    #[error("still used by {dependants:?}")]
+    #[error("still used by {}", list(dependants))]
     HasDependants {
         /// Everything that still depends on the object, in a stable order.
         dependants: Vec<Dependant>,
@@ -240,6 +251,14 @@ pub enum ConfigRejection {
         /// The entry given.
         value: String,
     },
+}
+
+fn list(dependants: &[Dependant]) -> String {
+    dependants
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Checks a required display name.
