@@ -276,8 +276,8 @@ async fn kill_store_connections(killer: &tokio_postgres::Client, schema: &str) -
     row.get::<_, i64>(0) as u64
 }
 
-/// E3 over the network: the server kills the store's connections again and again while four
-/// writers append. A writer whose append fails retries it with the same event ids (idempotent).
+/// E3 over the network: the server kills the store's connections again and again (every 15 ms,
+/// up to 60 times) while four writers append. A writer whose append fails retries it with the same event ids (idempotent).
 /// Afterwards every acknowledged event is stored exactly once, positions have no gap, the pool
 /// works, and a second instance's subscription — fed only by its own, also killed, listener —
 /// still wakes.
@@ -286,6 +286,8 @@ async fn e3_killed_connections_lose_no_acknowledged_event() {
     const WRITERS: u64 = 4;
     const APPENDS: u64 = 25;
     const ATTEMPTS_MAX: u32 = 200;
+    // Bounded, so a slow machine where every append outlives the 15 ms between kills still ends.
+    const KILL_ROUNDS: u32 = 60;
     let Some(db) = PostgresTestDatabase::from_env() else {
         return;
     };
@@ -331,7 +333,10 @@ async fn e3_killed_connections_lose_no_acknowledged_event() {
         let (done, schema) = (done.clone(), config.schema_name().to_owned());
         tokio::spawn(async move {
             let mut kills = 0;
-            while !done.load(Ordering::Relaxed) {
+            for _ in 0..KILL_ROUNDS {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
                 kills += kill_store_connections(&killer, &schema).await;
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }

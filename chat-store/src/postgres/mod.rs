@@ -377,10 +377,23 @@ impl PostgresTestDatabase {
 
     /// Drops one test schema and everything in it, at the end of a test.
     pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
-        validate_schema(schema)?;
+        self.drop_schemas(&[schema]).await
+    }
+
+    /// Drops several test schemas in one statement (one commit, however many).
+    pub async fn drop_schemas(&self, schemas: &[&str]) -> Result<(), StoreError> {
+        if schemas.is_empty() {
+            return Ok(());
+        }
+        for schema in schemas {
+            validate_schema(schema)?;
+        }
         let client = self.connect().await?;
         client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                schemas.join(", ")
+            ))
             .await
             .map_err(backend)
     }
@@ -418,21 +431,19 @@ impl PostgresTestDatabase {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        let mut dropped = 0;
-        for name in names {
-            let created = name[TEST_SCHEMA_PREFIX.len()..]
-                .split('_')
-                .next()
-                .and_then(|s| s.parse::<i64>().ok());
-            if created.is_some_and(|created| created < oldest) && validate_schema(&name).is_ok() {
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await
-                    .map_err(backend)?;
-                dropped += 1;
-            }
-        }
-        Ok(dropped)
+        let stale: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|name| {
+                let created = name[TEST_SCHEMA_PREFIX.len()..]
+                    .split('_')
+                    .next()
+                    .and_then(|s| s.parse::<i64>().ok());
+                created.is_some_and(|created| created < oldest) && validate_schema(name).is_ok()
+            })
+            .collect();
+        self.drop_schemas(&stale).await?;
+        Ok(stale.len())
     }
 }
 
