@@ -21,8 +21,9 @@ pub const ACCOUNT_SETTINGS_STREAM: &str = "account-settings";
 pub const AUTHORISED_DOMAINS_MAX: usize = 100;
 /// Shortest unattended-chat timeout, in seconds.
 pub const UNATTENDED_TIMEOUT_S_MIN: u32 = 60;
-/// Longest unattended-chat timeout, in seconds (a week).
-pub const UNATTENDED_TIMEOUT_S_MAX: u32 = 7 * 24 * 3600;
+/// Longest unattended-chat timeout, in seconds: the chat lifecycle's own bound, so an account
+/// setting can never hold a value a chat would refuse.
+pub use crate::conversation::UNATTENDED_TIMEOUT_S_MAX;
 /// The timeout of a new account, in seconds (15 minutes).
 pub const UNATTENDED_TIMEOUT_S_DEFAULT: u32 = 15 * 60;
 
