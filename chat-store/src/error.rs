@@ -45,7 +45,9 @@ pub enum StoreError {
     /// Stored data could not be read back: the store refuses to skip it.
     #[error("corrupt record at global position {position}: {reason}")]
     Corrupt {
-        /// Where the damage is.
+        /// Where the damage is: the record's global position, or 0 when the damage is in an index
+        /// entry that no longer says which record it belongs to (the reason names the stream or
+        /// event id instead).
         position: GlobalPosition,
         /// What is wrong.
         reason: String,
