@@ -77,6 +77,54 @@ impl fmt::Display for Violation {
     }
 }
 
+/// How often a run reached each kind of decision: proof that the scenarios exercise what the
+/// invariants talk about (a harness that never turns a chat away proves nothing about hours).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Chats given to an agent on request (new, resume, transfer).
+    pub assigned: u64,
+    /// Chats given to an agent by a drain.
+    pub drained: u64,
+    /// Chats put in a queue.
+    pub enqueued: u64,
+    /// Newcomers queued behind waiting chats.
+    pub behind_waiting: u64,
+    /// Returning chats held for their previous agent.
+    pub held_for_previous: u64,
+    /// Returning chats given back to their previous agent in same-agent mode.
+    pub returned_to_previous: u64,
+    /// Transferred chats given to a level-2 agent.
+    pub level_two_transfers: u64,
+    /// Transfers refused because the named agent could not take the chat.
+    pub transfers_refused: u64,
+    /// Chats turned away outside hours.
+    pub offline_outside_hours: u64,
+    /// Chats turned away at the module's cap.
+    pub offline_module_cap: u64,
+    /// Chats turned away by a full queue.
+    pub offline_queue_full: u64,
+    /// Chats nobody online could take.
+    pub unmanaged: u64,
+}
+
+impl Coverage {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &Coverage) {
+        self.assigned += other.assigned;
+        self.drained += other.drained;
+        self.enqueued += other.enqueued;
+        self.behind_waiting += other.behind_waiting;
+        self.held_for_previous += other.held_for_previous;
+        self.returned_to_previous += other.returned_to_previous;
+        self.level_two_transfers += other.level_two_transfers;
+        self.transfers_refused += other.transfers_refused;
+        self.offline_outside_hours += other.offline_outside_hours;
+        self.offline_module_cap += other.offline_module_cap;
+        self.offline_queue_full += other.offline_queue_full;
+        self.unmanaged += other.unmanaged;
+    }
+}
+
 /// One generated agent: presence at the start, capacity, level per queue (by queue index).
 #[derive(Clone, Debug)]
 struct AgentSpec {
@@ -143,7 +191,7 @@ const OFFLINE_AGENT: AgentId = AgentId::from_u128(999);
 
 fn presence() -> impl Strategy<Value = Presence> {
     prop_oneof![
-        3 => Just(Presence::Online),
+        6 => Just(Presence::Online),
         1 => Just(Presence::Away),
         1 => Just(Presence::Offline),
     ]
@@ -184,7 +232,7 @@ fn module_spec(queues: usize) -> impl Strategy<Value = ModuleSpec> {
         0..queues,
         prop::collection::vec((0u8..2, 0..queues), 0..=2),
         prop::option::weighted(0.5, 1u32..=5),
-        prop::collection::vec((0i64..=300, 1i64..=300), 0..=2),
+        prop::collection::vec((30i64..=900, 1i64..=300), 0..=2),
     )
         .prop_map(|(default_queue, rules, cap, gaps)| {
             let mut closed = Vec::new();
@@ -216,12 +264,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Random scenarios: 1–5 agents, 1–3 queues, 1–2 modules, up to 30 operations.
+/// Random scenarios: 1–5 agents, 1–3 queues, 1–2 modules, up to 40 operations.
 pub fn scenario() -> impl Strategy<Value = Scenario> {
     (1usize..=3, 1usize..=5, 1usize..=2)
         .prop_flat_map(|(queues, agents, modules)| {
             let queue_configs: Vec<_> = (0..queues).map(queue_config).collect();
-            let agent = (presence(), 0u32..=3, prop::collection::vec(level(), queues)).prop_map(
+            let capacity = prop_oneof![1 => Just(0u32), 6 => 1u32..=3];
+            let agent = (presence(), capacity, prop::collection::vec(level(), queues)).prop_map(
                 |(presence, capacity, levels)| AgentSpec {
                     presence,
                     capacity,
@@ -232,7 +281,7 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
                 queue_configs,
                 prop::collection::vec(agent, agents),
                 prop::collection::vec(module_spec(queues), modules),
-                prop::collection::vec(op(), 0..=30),
+                prop::collection::vec(op(), 0..=40),
             )
         })
         .prop_map(|(queues, agents, modules, ops)| Scenario {
@@ -251,7 +300,9 @@ pub fn check_policy<P: Policy>(policy: &P, options: &Options) {
     config.failure_persistence = None;
     let mut runner = TestRunner::new(config);
     let result = runner.run(&scenario(), |s| {
-        run(policy, &s, options).map_err(|v| TestCaseError::fail(v.to_string()))
+        run(policy, &s, options)
+            .map(|_| ())
+            .map_err(|v| TestCaseError::fail(v.to_string()))
     });
     match result {
         Ok(()) => {}
@@ -294,10 +345,16 @@ struct Host<'a, P: Policy> {
     last_assignee: BTreeMap<QueueId, AgentId>,
     created: u128,
     step: usize,
+    coverage: std::cell::RefCell<Coverage>,
 }
 
-/// Runs one scenario against `policy`; the first broken invariant is the error.
-pub fn run<P: Policy>(policy: &P, scenario: &Scenario, options: &Options) -> Result<(), Violation> {
+/// Runs one scenario against `policy`; the first broken invariant is the error, otherwise what
+/// the run exercised.
+pub fn run<P: Policy>(
+    policy: &P,
+    scenario: &Scenario,
+    options: &Options,
+) -> Result<Coverage, Violation> {
     let start = Utc.with_ymd_and_hms(2026, 3, 28, 23, 0, 0).unwrap();
     let mut host = Host {
         router: Router::new(policy),
@@ -310,6 +367,7 @@ pub fn run<P: Policy>(policy: &P, scenario: &Scenario, options: &Options) -> Res
         last_assignee: BTreeMap::new(),
         created: 0,
         step: scenario.ops.len(),
+        coverage: Default::default(),
     };
     host.build()
         .map_err(|e| host.violation("setup", e.to_string()))?;
@@ -320,7 +378,7 @@ pub fn run<P: Policy>(policy: &P, scenario: &Scenario, options: &Options) -> Res
         host.drain()?;
         host.check_world()?;
     }
-    Ok(())
+    Ok(host.coverage.into_inner())
 }
 
 fn agent_id(index: usize) -> AgentId {
@@ -579,6 +637,7 @@ impl<P: Policy> Host<'_, P> {
                 };
                 let waiting = as_waiting(chat, *queue, Origin::Transfer, Some(*from), self.now);
                 let target = before.agent(agent).expect("target exists");
+                self.coverage.borrow_mut().transfers_refused += 1;
                 return self.ensure(!oracle_eligible(&before, &waiting, target, self.now), "explain-agrees", || {
                     format!("transfer of {id:?} to {agent:?} refused ({why:?}) but the oracle finds them eligible")
                 });
@@ -586,6 +645,8 @@ impl<P: Policy> Host<'_, P> {
             Err(e) => return Err(self.violation("no-error", e.to_string())),
         };
         self.check_decision(&before, request, &outcome)?;
+        let assigned = outcome.decision.assigned_agent().is_some();
+        self.coverage.borrow_mut().assigned += u64::from(assigned);
         self.snapshot
             .apply(&outcome.decision)
             .map_err(|c| self.violation("apply", c.to_string()))?;
@@ -682,6 +743,7 @@ impl<P: Policy> Host<'_, P> {
             };
             let before = self.snapshot.clone();
             self.check_decision(&before, &Request::Waiting(a.chat.id), outcome)?;
+            self.coverage.borrow_mut().drained += 1;
             self.snapshot
                 .apply(&outcome.decision)
                 .map_err(|c| self.violation("apply", c.to_string()))?;
@@ -825,6 +887,7 @@ impl<P: Policy> Host<'_, P> {
             .agents()
             .any(|a| oracle_eligible(before, &chat, a, now));
         let anyone_ever = before.agents().any(|a| oracle_could_ever(before, &chat, a));
+        self.count(before, &chat, &outcome.decision);
         match &outcome.decision {
             Decision::Assign(a) => self.check_assignment(before, &chat, a.agent, request)?,
             Decision::Enqueue(e) => {
@@ -896,6 +959,40 @@ impl<P: Policy> Host<'_, P> {
             })?;
         }
         Ok(())
+    }
+
+    fn count(&self, before: &Snapshot, chat: &WaitingChat, decision: &Decision) {
+        let mut c = self.coverage.borrow_mut();
+        match decision {
+            Decision::Assign(a) => {
+                let level = before
+                    .agent(a.agent)
+                    .and_then(|agent| agent.memberships.get(&chat.queue).copied());
+                c.level_two_transfers += u64::from(level == Some(Level::Two));
+                let same_mode = before
+                    .queue(chat.queue)
+                    .is_some_and(|q| matches!(q.repeat, RepeatMode::Same { .. }));
+                c.returned_to_previous += u64::from(
+                    same_mode
+                        && chat.origin != Origin::Transfer
+                        && chat.previous_agent == Some(a.agent),
+                );
+            }
+            Decision::Enqueue(e) => {
+                c.enqueued += 1;
+                c.behind_waiting += u64::from(e.reason == WaitReason::BehindWaitingChats);
+                c.held_for_previous += u64::from(matches!(
+                    e.reason,
+                    WaitReason::WaitingForPreviousAgent { .. }
+                ));
+            }
+            Decision::Offline { reason, .. } => match reason {
+                OfflineReason::OutsideHours { .. } => c.offline_outside_hours += 1,
+                OfflineReason::ModuleAtCapacity { .. } => c.offline_module_cap += 1,
+                OfflineReason::QueueFull { .. } => c.offline_queue_full += 1,
+            },
+            Decision::Unmanaged { .. } => c.unmanaged += 1,
+        }
     }
 
     fn check_assignment(
