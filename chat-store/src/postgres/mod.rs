@@ -34,11 +34,13 @@ use crate::types::{
 use async_trait::async_trait;
 use chrono::DateTime;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::TryStreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
@@ -596,32 +598,41 @@ async fn write_in(
     // this order, so two multi-stream appends wait for each other instead of deadlocking.
     let mut order: Vec<usize> = (0..appends.len()).collect();
     order.sort_by(|&a, &b| appends[a].stream_id.cmp(&appends[b].stream_id));
+    // One conditional statement per stream, all pipelined (on the wire before the first answer
+    // comes back); the server still runs them one after the other, in lock order.
+    let mut statements = Vec::with_capacity(order.len());
+    let mut params: Vec<(&str, i64, i64)> = Vec::with_capacity(order.len());
+    for &index in &order {
+        let append = &appends[index];
+        let (sql, expected) = match append.expected {
+            ExpectedVersion::Any => (SQL_HEAD_ANY, 0),
+            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => (SQL_HEAD_CREATE, 0),
+            ExpectedVersion::StreamExists => (SQL_HEAD_EXISTS, 0),
+            ExpectedVersion::Exact(expected) => (SQL_HEAD_EXACT, to_db(expected)),
+        };
+        statements.push(tx.prepare_cached(sql).await?);
+        let count = to_db(append.events.len() as u64);
+        params.push((append.stream_id.as_str(), count, expected));
+    }
+    let heads = futures::future::try_join_all(statements.iter().zip(&params).map(
+        |(statement, (stream, count, expected))| {
+            let all: [&(dyn ToSql + Sync); 3] = [stream, count, expected];
+            let used = all.into_iter().take(statement.params().len());
+            async move {
+                tx.query_raw(statement, used)
+                    .await?
+                    .try_collect::<Vec<Row>>()
+                    .await
+            }
+        },
+    ))
+    .await?;
     let mut new_versions: Vec<Option<StreamVersion>> = vec![None; appends.len()];
     // Every stream is checked even after a failure, so the conflict reported is the first in
     // request order (docs/STORE.md), not the first in lock order.
     let mut conflicts = BTreeMap::new();
-    for &index in &order {
+    for (&index, rows) in order.iter().zip(&heads) {
         let append = &appends[index];
-        let count = to_db(append.events.len() as u64);
-        let stream = append.stream_id.as_str();
-        let rows = match append.expected {
-            ExpectedVersion::Any => {
-                let sql = tx.prepare_cached(SQL_HEAD_ANY).await?;
-                tx.query(&sql, &[&stream, &count]).await?
-            }
-            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => {
-                let sql = tx.prepare_cached(SQL_HEAD_CREATE).await?;
-                tx.query(&sql, &[&stream, &count]).await?
-            }
-            ExpectedVersion::StreamExists => {
-                let sql = tx.prepare_cached(SQL_HEAD_EXISTS).await?;
-                tx.query(&sql, &[&stream, &count]).await?
-            }
-            ExpectedVersion::Exact(expected) => {
-                let sql = tx.prepare_cached(SQL_HEAD_EXACT).await?;
-                tx.query(&sql, &[&stream, &count, &to_db(expected)]).await?
-            }
-        };
         match rows.first() {
             Some(row) => {
                 let version: i64 = row.try_get(0)?;
@@ -629,7 +640,7 @@ async fn write_in(
             }
             None => {
                 let sql = tx.prepare_cached(SQL_STREAM_VERSION).await?;
-                let actual = match tx.query_opt(&sql, &[&stream]).await? {
+                let actual = match tx.query_opt(&sql, &[&append.stream_id.as_str()]).await? {
                     Some(row) => row.try_get::<_, i64>(0)?.max(0) as u64,
                     None => 0,
                 };
