@@ -194,6 +194,10 @@ impl Snapshot {
     /// An agent's active chat ended (or was handed elsewhere by the host): one less load, one less
     /// open chat for the module.
     pub fn end_chat(&mut self, agent: AgentId, module: ModuleId) -> Result<(), RouteError> {
+        // Both looked up before either changes: a refused call leaves the snapshot as it was.
+        if !self.agents.contains_key(&agent) {
+            return Err(RouteError::UnknownAgent(agent));
+        }
         let m = self
             .modules
             .get_mut(&module)

@@ -416,3 +416,30 @@ fn r2_a_commit_to_an_agent_who_went_offline_is_refused() {
     );
     assert_eq!(s.agent(AgentId::from_u128(1)).unwrap().load, 0);
 }
+
+#[test]
+fn c6_ending_a_chat_of_an_unknown_agent_or_module_changes_nothing() {
+    let mut s = world();
+    let d = Router::default()
+        .decide(
+            &s,
+            &Request::New(IncomingChat::new(ChatId::from_u128(1), M)),
+            now(),
+        )
+        .unwrap()
+        .decision;
+    s.apply(&d).unwrap();
+    let before = s.clone();
+    assert_eq!(
+        s.end_chat(AgentId::from_u128(9), M),
+        Err(RouteError::UnknownAgent(AgentId::from_u128(9)))
+    );
+    assert_eq!(
+        s.end_chat(AgentId::from_u128(1), ModuleId::from_u128(9)),
+        Err(RouteError::UnknownModule(ModuleId::from_u128(9)))
+    );
+    assert_eq!(s, before);
+    assert_eq!(s.end_chat(AgentId::from_u128(1), M), Ok(()));
+    assert_eq!(s.agent(AgentId::from_u128(1)).unwrap().load, 0);
+    assert_eq!(s.module(M).unwrap().open_chats, 0);
+}
