@@ -99,3 +99,43 @@ fn r6_the_harness_reaches_every_kind_of_decision() {
         assert!(count > 0, "no scenario reached `{kind}`: {total:?}");
     }
 }
+
+/// A policy that is fair in its own way (the highest id first) is still safe: the public entry
+/// point accepts it.
+struct HighestId;
+
+impl Policy for HighestId {
+    fn select(&self, candidates: &Candidates<'_>) -> Option<AgentId> {
+        candidates.eligible().last().map(|agent| agent.id)
+    }
+}
+
+#[test]
+fn r6_the_harness_accepts_a_valid_custom_policy() {
+    harness::check_policy(
+        &HighestId,
+        &Options {
+            builtin_selection: false,
+        },
+    );
+}
+
+/// A policy that leaves chats waiting while agents have room is caught by the public entry point.
+struct Lazy;
+
+impl Policy for Lazy {
+    fn select(&self, _: &Candidates<'_>) -> Option<AgentId> {
+        None
+    }
+}
+
+#[test]
+#[should_panic(expected = "work-conservation")]
+fn r6_the_harness_catches_a_policy_that_leaves_chats_waiting() {
+    harness::check_policy(
+        &Lazy,
+        &Options {
+            builtin_selection: false,
+        },
+    );
+}
