@@ -183,6 +183,18 @@ enum Op {
     Advance {
         secs: u32,
     },
+    /// The admin changes a queue's ordering and repeat mode while chats wait in it.
+    ConfigureQueue {
+        queue: usize,
+        priority_ordering: bool,
+        repeat: RepeatMode,
+    },
+    /// The admin changes an agent's capacity (never below their current load here, so the
+    /// capacity invariant stays about routing, not about the admin).
+    SetCapacity {
+        agent: usize,
+        capacity: u32,
+    },
 }
 
 const TOPICS: [&str; 2] = ["sales", "support"];
@@ -211,12 +223,7 @@ fn queue_config(index: usize) -> impl Strategy<Value = Queue> {
         Just(Selection::LeastBusy),
         Just(Selection::RoundRobin),
     ];
-    let repeat = prop_oneof![
-        Just(RepeatMode::Any),
-        prop_oneof![Just(0u32), 1u32..=120].prop_map(|wait_s| RepeatMode::Same { wait_s }),
-        Just(RepeatMode::New),
-    ];
-    (selection, any::<bool>(), repeat, 1u32..=6).prop_map(
+    (selection, any::<bool>(), repeat_mode(), 1u32..=6).prop_map(
         move |(selection, priority_ordering, repeat, waiting_max)| Queue {
             id: QueueId::from_u128(index as u128 + 1),
             selection,
@@ -225,6 +232,14 @@ fn queue_config(index: usize) -> impl Strategy<Value = Queue> {
             waiting_max,
         },
     )
+}
+
+fn repeat_mode() -> impl Strategy<Value = RepeatMode> {
+    prop_oneof![
+        Just(RepeatMode::Any),
+        prop_oneof![Just(0u32), 1u32..=120].prop_map(|wait_s| RepeatMode::Same { wait_s }),
+        Just(RepeatMode::New),
+    ]
 }
 
 fn module_spec(queues: usize) -> impl Strategy<Value = ModuleSpec> {
@@ -261,6 +276,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(pick, to_queue, to_agent)| Op::Transfer { pick, to_queue, to_agent }),
         1 => (0usize..16).prop_map(|pick| Op::Resume { pick }),
         1 => (1u32..=200).prop_map(|secs| Op::Advance { secs }),
+        1 => (0usize..4, any::<bool>(), repeat_mode())
+            .prop_map(|(queue, priority_ordering, repeat)| Op::ConfigureQueue { queue, priority_ordering, repeat }),
+        1 => (0usize..8, 0u32..=4).prop_map(|(agent, capacity)| Op::SetCapacity { agent, capacity }),
     ]
 }
 
@@ -615,6 +633,27 @@ impl<P: Policy> Host<'_, P> {
                 self.ensure(wakeup.is_none_or(|t| t > self.now), "next-wakeup", || {
                     format!("next_wakeup {wakeup:?} is not after now {}", self.now)
                 })?;
+            }
+            Op::ConfigureQueue {
+                queue,
+                priority_ordering,
+                repeat,
+            } => {
+                let id = self.scenario.queues[queue % self.scenario.queues.len()].id;
+                let mut config = self.snapshot.queue(id).expect("queue exists").clone();
+                config.priority_ordering = priority_ordering;
+                config.repeat = repeat;
+                self.snapshot
+                    .upsert_queue(config)
+                    .map_err(|e| self.violation("setup", e.to_string()))?;
+            }
+            Op::SetCapacity { agent, capacity } => {
+                let id = agent_id(agent % agents);
+                let mut config = self.snapshot.agent(id).expect("agent exists").clone();
+                config.capacity = capacity.max(config.load);
+                self.snapshot
+                    .upsert_agent(config)
+                    .map_err(|e| self.violation("setup", e.to_string()))?;
             }
         }
         Ok(())
