@@ -21,7 +21,8 @@ pub struct Preconditions {
     /// `true`: the chat must still be waiting at `chat_version`; `false`: it must not be waiting
     /// (a new, resumed or transferred chat not yet queued).
     pub chat_waiting: bool,
-    /// The chosen agent must still have exactly this load.
+    /// The chosen agent must still have exactly this load — and still be online and a member of
+    /// the chat's queue (`Snapshot::apply` checks both; a store-backed host must too).
     pub agent_load: Option<(AgentId, u32)>,
     /// The module must still have exactly this many open chats (only when the module is capped
     /// and the decision admits a chat, so two hosts cannot both take the last slot).
