@@ -19,7 +19,13 @@ mod ids;
 pub mod projection;
 mod values;
 
+pub use agent::{Agent, AgentCommand, AgentEvent, AgentRejection, AgentState, Presence};
+pub use conversation::{
+    ChatCommand, ChatEvent, ChatState, Conversation, Phase, Rejection as ChatRejection,
+    next_deadline,
+};
 pub use decider::{Decider, EventKind, Given, Then, given};
+pub use projection::{ConversationView, LiveList, Recorded};
 pub use ids::{
     AgentId, CannedResponseId, CaseId, ChatId, CommandId, ContactId, MessageId, ModuleId, QueueId,
     StrategyId,
