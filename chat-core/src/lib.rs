@@ -25,11 +25,11 @@ pub use conversation::{
     next_deadline,
 };
 pub use decider::{Decider, EventKind, Given, Then, given};
-pub use projection::{ConversationView, LiveList, Recorded};
 pub use ids::{
     AgentId, CannedResponseId, CaseId, ChatId, CommandId, ContactId, MessageId, ModuleId, QueueId,
     StrategyId,
 };
+pub use projection::{ConversationView, LiveList, Recorded};
 pub use values::{
     AttachmentMeta, FIELD_TEXT_BYTES_MAX, FieldValue, PAGE_VAR_NAME_BYTES_MAX, PAGE_VARS_MAX,
     PageData,
