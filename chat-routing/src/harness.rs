@@ -267,25 +267,61 @@ fn module_spec(queues: usize) -> impl Strategy<Value = ModuleSpec> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0usize..4, 0u8..3, prop::option::of(0u8..2), prop::option::weighted(0.3, 0usize..8))
+        4 => (0usize..64, 0u8..3, prop::option::of(0u8..2), prop::option::weighted(0.3, 0usize..64))
             .prop_map(|(module, priority, topic, returning)| Op::NewChat { module, priority, topic, returning }),
-        2 => (0usize..8, presence()).prop_map(|(agent, presence)| Op::SetPresence { agent, presence }),
-        2 => (0usize..16).prop_map(|pick| Op::End { pick }),
-        1 => (0usize..16).prop_map(|pick| Op::Abandon { pick }),
-        1 => (0usize..16, prop::option::of(0usize..4), 0usize..8)
+        2 => (0usize..64, presence()).prop_map(|(agent, presence)| Op::SetPresence { agent, presence }),
+        2 => (0usize..64).prop_map(|pick| Op::End { pick }),
+        1 => (0usize..64).prop_map(|pick| Op::Abandon { pick }),
+        1 => (0usize..64, prop::option::of(0usize..64), 0usize..64)
             .prop_map(|(pick, to_queue, to_agent)| Op::Transfer { pick, to_queue, to_agent }),
-        1 => (0usize..16).prop_map(|pick| Op::Resume { pick }),
+        1 => (0usize..64).prop_map(|pick| Op::Resume { pick }),
         1 => (1u32..=200).prop_map(|secs| Op::Advance { secs }),
-        1 => (0usize..4, any::<bool>(), repeat_mode())
+        1 => (0usize..64, any::<bool>(), repeat_mode())
             .prop_map(|(queue, priority_ordering, repeat)| Op::ConfigureQueue { queue, priority_ordering, repeat }),
-        1 => (0usize..8, 0u32..=4).prop_map(|(agent, capacity)| Op::SetCapacity { agent, capacity }),
+        1 => (0usize..64, 0u32..=4).prop_map(|(agent, capacity)| Op::SetCapacity { agent, capacity }),
     ]
 }
 
-/// Random scenarios: 1–5 agents, 1–3 queues, 1–2 modules, up to 40 operations.
+/// How large generated scenarios may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    /// Agents, at least 1.
+    pub agents_max: usize,
+    /// Queues, at least 1.
+    pub queues_max: usize,
+    /// Modules, at least 1.
+    pub modules_max: usize,
+    /// Operations after the initial drain.
+    pub ops_max: usize,
+}
+
+impl Default for Sizes {
+    /// Small worlds: 1–5 agents, 1–3 queues, 1–2 modules, up to 40 operations. Small worlds
+    /// shrink to readable counterexamples and still reach every kind of decision.
+    fn default() -> Self {
+        Self {
+            agents_max: 5,
+            queues_max: 3,
+            modules_max: 2,
+            ops_max: 40,
+        }
+    }
+}
+
+/// Random scenarios of the default [`Sizes`].
 pub fn scenario() -> impl Strategy<Value = Scenario> {
-    (1usize..=3, 1usize..=5, 1usize..=2)
-        .prop_flat_map(|(queues, agents, modules)| {
+    scenario_with(Sizes::default())
+}
+
+/// Random scenarios up to the given sizes (larger worlds reach index paths small ones do not,
+/// such as long walks past excluded agents).
+pub fn scenario_with(sizes: Sizes) -> impl Strategy<Value = Scenario> {
+    (
+        1..=sizes.queues_max.max(1),
+        1..=sizes.agents_max.max(1),
+        1..=sizes.modules_max.max(1),
+    )
+        .prop_flat_map(move |(queues, agents, modules)| {
             let queue_configs: Vec<_> = (0..queues).map(queue_config).collect();
             let capacity = prop_oneof![1 => Just(0u32), 6 => 1u32..=3];
             let agent = (presence(), capacity, prop::collection::vec(level(), queues)).prop_map(
@@ -299,7 +335,7 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
                 queue_configs,
                 prop::collection::vec(agent, agents),
                 prop::collection::vec(module_spec(queues), modules),
-                prop::collection::vec(op(), 0..=40),
+                prop::collection::vec(op(), 0..=sizes.ops_max),
             )
         })
         .prop_map(|(queues, agents, modules, ops)| Scenario {

@@ -13,6 +13,26 @@ fn config() -> ProptestConfig {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(harness::cases() / 10))]
+
+    /// The same invariants in larger worlds (up to 12 agents, 4 queues, 3 modules, 150
+    /// operations), where walks past excluded agents, round-robin wrap-around across levels and
+    /// long queues occur. A tenth of the cases (1,000 in CI): each is about forty times larger.
+    #[test]
+    fn r6_larger_worlds_keep_every_harness_invariant(
+        scenario in harness::scenario_with(harness::Sizes {
+            agents_max: 12,
+            queues_max: 4,
+            modules_max: 3,
+            ops_max: 150,
+        })
+    ) {
+        let result = harness::run(&QueueSelection, &scenario, &Options { builtin_selection: true });
+        prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+    }
+}
+
+proptest! {
     #![proptest_config(config())]
 
     /// Every invariant of the harness (capacity, presence, membership, levels, one agent per
