@@ -2,9 +2,10 @@
 //!
 //! Why public: a team that writes its own policy should be able to prove it keeps the promises
 //! of `docs/ROUTING.md` with one call ([`check_policy`]), the same way this crate proves its
-//! built-in policies. A random [`Scenario`] is a small world (agents, queues with levels and
-//! repeat modes, modules with hours, caps and smart-routing rules) and a sequence of operations —
-//! new chats, presence changes, ends, abandons, transfers, resumes, clock advances. A simulated
+//! built-in policies. A random [`Scenario`] is a world (agents, queues with levels and repeat
+//! modes, modules with hours, caps and smart-routing rules; small by default, see [`Sizes`]) and a
+//! sequence of operations — new chats, presence changes, ends, abandons, transfers, resumes, clock
+//! advances, queue reconfigurations, capacity changes. A simulated
 //! host runs it: it asks the router, commits each decision to the snapshot, drains after every
 //! change, and keeps its own model of where each chat is. After every step the harness checks the
 //! invariants below against an oracle written independently of the router, so a bug in the
