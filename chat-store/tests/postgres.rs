@@ -572,3 +572,55 @@ async fn e2_unreachable_server_and_bad_schema_are_errors() {
         "got {bad:?}"
     );
 }
+
+/// E2: a process that freezes inside its append transaction (global head locked, no commit) is cut
+/// off by the server after the stalled-transaction timeout: its append is lost (it was never
+/// acknowledged) and the appenders waiting behind it go on, gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2_a_stalled_appender_cannot_hold_the_log() {
+    let Some(db) = PostgresTestDatabase::from_env() else {
+        return;
+    };
+    let config = db
+        .fresh_config()
+        .stalled_transaction_timeout(Duration::from_secs(1));
+    let store = Arc::new(open(config.clone()).await);
+    let held = store
+        .append_held(single("frozen", ExpectedVersion::NoStream, events(1, 2)))
+        .await
+        .expect("held append");
+    assert_eq!(
+        held.outcome().as_ref().expect("no conflict").first_position,
+        1
+    );
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .append(&sid("waiting"), ExpectedVersion::NoStream, events(5, 1))
+                .await
+        })
+    };
+    let result = acked(
+        timeout(STUCK, waiting)
+            .await
+            .expect("in time")
+            .expect("task"),
+    );
+    assert_eq!((result.first_position, result.last_position), (1, 1));
+    assert!(
+        held.commit().await.is_err(),
+        "the frozen append's session was ended"
+    );
+    let stored = read_everything(&*store).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event_id, test_event(5).event_id);
+    assert_eq!(
+        store.stream_version(&sid("frozen")).await.expect("version"),
+        0
+    );
+    drop(store);
+    db.drop_schema(config.schema_name())
+        .await
+        .expect("drop schema");
+}

@@ -64,6 +64,8 @@ const DEFAULT_POOL_SIZE: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a caller waits for a free pooled connection before getting an error.
 const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default of [`PostgresConfig::stalled_transaction_timeout`].
+const DEFAULT_STALLED_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where and how a [`PostgresStore`] connects.
 ///
@@ -74,6 +76,7 @@ pub struct PostgresConfig {
     url: String,
     schema: String,
     pool_size: usize,
+    stalled_transaction_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -81,6 +84,10 @@ impl std::fmt::Debug for PostgresConfig {
         f.debug_struct("PostgresConfig")
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
+            .field(
+                "stalled_transaction_timeout",
+                &self.stalled_transaction_timeout,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +99,7 @@ impl PostgresConfig {
             url: url.into(),
             schema: DEFAULT_SCHEMA.to_owned(),
             pool_size: DEFAULT_POOL_SIZE,
+            stalled_transaction_timeout: DEFAULT_STALLED_TRANSACTION_TIMEOUT,
         }
     }
 
@@ -109,14 +117,25 @@ impl PostgresConfig {
         self
     }
 
+    /// How long the server lets one of the store's transactions sit idle, waiting for the
+    /// store's next statement, before it ends that session (`idle_in_transaction_session_timeout`,
+    /// default 15 s, at least 1 ms). The store never pauses inside a transaction, so only a frozen
+    /// or cut-off process hits it — and without it such a process would keep the global head
+    /// locked, and every appender of every process waiting, until TCP gave up (hours).
+    pub fn stalled_transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.stalled_transaction_timeout = timeout;
+        self
+    }
+
     /// The schema name.
     pub fn schema_name(&self) -> &str {
         &self.schema
     }
 
     /// Checks the schema name and pool size and builds the driver's configuration: every
-    /// connection gets `search_path` set to the schema (so the SQL below names no schema) and an
-    /// `application_name` naming the schema (so operators see which log a connection serves).
+    /// connection gets `search_path` set to the schema (so the SQL below names no schema), the
+    /// stalled-transaction timeout, and an `application_name` naming the schema (so operators see
+    /// which log a connection serves).
     fn pg_config(&self) -> Result<tokio_postgres::Config, StoreError> {
         validate_schema(&self.schema)?;
         if self.pool_size == 0 || self.pool_size > POSTGRES_POOL_SIZE_MAX {
@@ -130,10 +149,14 @@ impl PostgresConfig {
             .url
             .parse()
             .map_err(|e| StoreError::InvalidRequest(format!("invalid PostgreSQL URL: {e}")))?;
-        let search_path = format!("-c search_path={}", self.schema);
+        let stalled_ms = self.stalled_transaction_timeout.as_millis().max(1);
+        let ours = format!(
+            "-c search_path={} -c idle_in_transaction_session_timeout={stalled_ms}",
+            self.schema
+        );
         let options = match config.get_options() {
-            Some(given) if !given.is_empty() => format!("{given} {search_path}"),
-            _ => search_path,
+            Some(given) if !given.is_empty() => format!("{given} {ours}"),
+            _ => ours,
         };
         config.options(options);
         if config.get_application_name().is_none() {
@@ -761,7 +784,10 @@ mod tests {
         let config =
             PostgresConfig::new("postgres://u@localhost/db").pool_size(POSTGRES_POOL_SIZE_MAX);
         let pg = config.pg_config().expect("the maximum is allowed");
-        assert_eq!(pg.get_options(), Some("-c search_path=chat_store"));
+        assert_eq!(
+            pg.get_options(),
+            Some("-c search_path=chat_store -c idle_in_transaction_session_timeout=15000")
+        );
         assert_eq!(pg.get_application_name(), Some("chat-store:chat_store"));
     }
 
