@@ -624,3 +624,50 @@ async fn e2_a_stalled_appender_cannot_hold_the_log() {
         .await
         .expect("drop schema");
 }
+
+/// E1: when several expectations fail, the conflict names the first failing stream in request
+/// order — not the first in the store's lock order (stream ids ascending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e1_conflict_names_the_first_failing_stream_in_request_order() {
+    let Some(db) = PostgresTestDatabase::from_env() else {
+        return;
+    };
+    let config = db.fresh_config();
+    let store = open(config.clone()).await;
+    for (stream, n) in [("a", 1), ("z", 2)] {
+        acked(
+            store
+                .append(&sid(stream), ExpectedVersion::NoStream, events(n, 1))
+                .await,
+        );
+    }
+    let request = |first: &str, second: &str| {
+        vec![
+            StreamAppend {
+                stream_id: sid(first),
+                expected: ExpectedVersion::NoStream,
+                events: events(10, 1),
+            },
+            StreamAppend {
+                stream_id: sid(second),
+                expected: ExpectedVersion::Exact(5),
+                events: events(11, 1),
+            },
+        ]
+    };
+    for (first, second) in [("z", "a"), ("a", "z")] {
+        match store.append_multi(request(first, second)).await {
+            Ok(Err(conflict)) => {
+                assert_eq!(conflict.stream_id, sid(first));
+                assert_eq!(conflict.expected, ExpectedVersion::NoStream);
+                assert_eq!(conflict.actual, 1);
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(read_everything(&store).await.len(), 2, "nothing written");
+    drop(store);
+    db.drop_schema(config.schema_name())
+        .await
+        .expect("drop schema");
+}
