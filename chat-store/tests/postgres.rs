@@ -671,3 +671,33 @@ async fn e1_conflict_names_the_first_failing_stream_in_request_order() {
         .await
         .expect("drop schema");
 }
+
+/// E2: a database migrated by a newer build (a migration this build does not know) is refused at
+/// open rather than written to with an older idea of the tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2_a_database_from_a_newer_build_is_refused() {
+    let Some(db) = PostgresTestDatabase::from_env() else {
+        return;
+    };
+    let config = db.fresh_config();
+    drop(open(config.clone()).await);
+    let client = db.connect().await.expect("connection");
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {}.schema_migrations (version, name) VALUES (999, 'from_the_future')",
+                config.schema_name()
+            ),
+            &[],
+        )
+        .await
+        .expect("record a future migration");
+    let refused = PostgresStore::open(config.clone()).await;
+    assert!(
+        matches!(refused, Err(StoreError::Backend(ref m)) if m.contains("newer")),
+        "got {refused:?}"
+    );
+    db.drop_schema(config.schema_name())
+        .await
+        .expect("drop schema");
+}
