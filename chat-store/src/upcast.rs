@@ -110,7 +110,15 @@ impl Upcasters {
     /// Upcasts the event's payload and deserialises it as the current type `T`.
     pub fn decode<T: DeserializeOwned>(&self, event: &RecordedEvent) -> Result<T, StoreError> {
         let value = self.upcast(event)?;
-        rmpv::ext::from_value(value).map_err(|e| StoreError::Decode {
+        // Read back by rmp_serde, which wrote it: rmpv's own deserialiser accepts enums only in
+        // its array form and refuses rmp_serde's (a unit variant as a string, others as a map).
+        let mut bytes = Vec::with_capacity(event.payload.len());
+        rmpv::encode::write_value(&mut bytes, &value).map_err(|e| StoreError::Decode {
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            reason: format!("the upcast payload cannot be re-encoded: {e}"),
+        })?;
+        rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Decode {
             event_type: event.event_type.clone(),
             schema_version: event.schema_version,
             reason: format!("the upcast payload does not fit the current type: {e}"),
