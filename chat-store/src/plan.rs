@@ -76,6 +76,14 @@ fn validate_event(event: &NewEvent) -> Result<(), StoreError> {
             event.event_id
         )));
     }
+    // Every backend must refuse the same types: PostgreSQL cannot store a NUL in text, so a
+    // control character is refused here rather than becoming a backend error on one store only.
+    if event.event_type.chars().any(char::is_control) {
+        return Err(StoreError::InvalidRequest(format!(
+            "event {} has a control character in its event type {:?}",
+            event.event_id, event.event_type
+        )));
+    }
     if event.event_type.len() > EVENT_TYPE_BYTES_MAX {
         return Err(StoreError::LimitExceeded {
             limit: "EVENT_TYPE_BYTES_MAX",

@@ -385,6 +385,14 @@ pub fn e1_invalid_requests_are_refused<F: StoreFactory>(factory: F) {
         let mut untyped = test_event(4);
         untyped.event_type.clear();
         assert_invalid_request(store.append(&a, Any, vec![untyped]).await, "empty type");
+        for bad in ["Chat\0Started", "Chat\nStarted"] {
+            let mut control = test_event(5);
+            control.event_type = bad.to_owned();
+            assert_invalid_request(
+                store.append(&a, Any, vec![control]).await,
+                "control character in the type",
+            );
+        }
         assert!(matches!(
             StreamId::new(""),
             Err(StoreError::InvalidStreamId { .. })
