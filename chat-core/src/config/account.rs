@@ -5,12 +5,11 @@
 //! a single stream keeps every change to security-relevant settings in one ordered history.
 
 use super::common::{
-    AdminCommand, ConfigRejection, Stamped, check_count, check_language, parse_time_zone,
+    ConfigRejection, check_count, check_language, parse_time_zone, stamped_decider,
 };
 use super::contact::ContactField;
 use super::snippet::DomainPattern;
-use crate::{Decider, EventKind};
-use chrono::{DateTime, Utc};
+use crate::EventKind;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -91,7 +90,7 @@ pub enum AccountCommand {
     },
 }
 
-/// What changed in the account's settings. Stored inside [`Stamped`].
+/// What changed in the account's settings. Stored inside [`Stamped`](super::Stamped).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountEvent {
     /// Default time zone set.
@@ -143,94 +142,96 @@ impl EventKind for AccountEvent {
     }
 }
 
-impl Decider for AccountSettings {
-    type State = AccountSettings;
-    type Command = AdminCommand<AccountCommand>;
-    type Event = Stamped<AccountEvent>;
-    type Rejection = ConfigRejection;
+stamped_decider!(AccountSettings {
+    state: AccountSettings,
+    command: AccountCommand,
+    event: AccountEvent,
+    decide: decide,
+    evolve: evolve,
+});
 
-    fn decide(
-        state: &Self::State,
-        command: &Self::Command,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Self::Event>, Self::Rejection> {
-        let event = match &command.command {
-            AccountCommand::SetDefaultTimeZone { name } => {
-                let time_zone = parse_time_zone(name)?;
-                (time_zone != state.default_time_zone)
-                    .then_some(AccountEvent::DefaultTimeZoneSet { time_zone })
+/// Every setting holds one value, so a command records at most one event, and none when it
+/// asks for the value already set.
+fn decide(
+    state: &AccountSettings,
+    command: &AccountCommand,
+) -> Result<Vec<AccountEvent>, ConfigRejection> {
+    let event = match command {
+        AccountCommand::SetDefaultTimeZone { name } => {
+            let time_zone = parse_time_zone(name)?;
+            (time_zone != state.default_time_zone)
+                .then_some(AccountEvent::DefaultTimeZoneSet { time_zone })
+        }
+        AccountCommand::SetDefaultLanguage { language } => {
+            check_language(language)?;
+            (*language != state.default_language).then(|| AccountEvent::DefaultLanguageSet {
+                language: language.clone(),
+            })
+        }
+        AccountCommand::AuthoriseDomain { pattern } => {
+            let pattern = DomainPattern::parse(pattern)?;
+            if state.authorised_domains.contains(&pattern) {
+                None
+            } else {
+                check_count(
+                    "authorised domains",
+                    state.authorised_domains.len() + 1,
+                    AUTHORISED_DOMAINS_MAX,
+                )?;
+                Some(AccountEvent::DomainAuthorised { pattern })
             }
-            AccountCommand::SetDefaultLanguage { language } => {
-                check_language(language)?;
-                (*language != state.default_language).then(|| AccountEvent::DefaultLanguageSet {
-                    language: language.clone(),
-                })
+        }
+        AccountCommand::RevokeDomain { pattern } => {
+            let parsed = DomainPattern::parse(pattern)?;
+            if !state.authorised_domains.contains(&parsed) {
+                return Err(ConfigRejection::Missing {
+                    field: "authorised domains".to_owned(),
+                    value: pattern.clone(),
+                });
             }
-            AccountCommand::AuthoriseDomain { pattern } => {
-                let pattern = DomainPattern::parse(pattern)?;
-                if state.authorised_domains.contains(&pattern) {
-                    None
-                } else {
-                    check_count(
-                        "authorised domains",
-                        state.authorised_domains.len() + 1,
-                        AUTHORISED_DOMAINS_MAX,
-                    )?;
-                    Some(AccountEvent::DomainAuthorised { pattern })
-                }
+            Some(AccountEvent::DomainRevoked { pattern: parsed })
+        }
+        AccountCommand::SetUnattendedTimeout { timeout_s } => {
+            if !(UNATTENDED_TIMEOUT_S_MIN..=UNATTENDED_TIMEOUT_S_MAX).contains(timeout_s) {
+                return Err(ConfigRejection::OutOfRange {
+                    field: "unattended_timeout_s".to_owned(),
+                    min: u64::from(UNATTENDED_TIMEOUT_S_MIN),
+                    max: u64::from(UNATTENDED_TIMEOUT_S_MAX),
+                    value: u64::from(*timeout_s),
+                });
             }
-            AccountCommand::RevokeDomain { pattern } => {
-                let parsed = DomainPattern::parse(pattern)?;
-                if !state.authorised_domains.contains(&parsed) {
-                    return Err(ConfigRejection::Missing {
-                        field: "authorised domains".to_owned(),
-                        value: pattern.clone(),
-                    });
-                }
-                Some(AccountEvent::DomainRevoked { pattern: parsed })
-            }
-            AccountCommand::SetUnattendedTimeout { timeout_s } => {
-                if !(UNATTENDED_TIMEOUT_S_MIN..=UNATTENDED_TIMEOUT_S_MAX).contains(timeout_s) {
-                    return Err(ConfigRejection::OutOfRange {
-                        field: "unattended_timeout_s".to_owned(),
-                        min: u64::from(UNATTENDED_TIMEOUT_S_MIN),
-                        max: u64::from(UNATTENDED_TIMEOUT_S_MAX),
-                        value: u64::from(*timeout_s),
-                    });
-                }
-                (*timeout_s != state.unattended_timeout_s).then_some(
-                    AccountEvent::UnattendedTimeoutSet {
-                        timeout_s: *timeout_s,
-                    },
-                )
-            }
-            AccountCommand::SetContactMatchField { field } => {
-                let field = ContactField::new(field)?;
-                (field != state.contact_match_field)
-                    .then_some(AccountEvent::ContactMatchFieldSet { field })
-            }
-        };
-        Ok(command.stamp(now, event.into_iter().collect()))
-    }
+            (*timeout_s != state.unattended_timeout_s).then_some(
+                AccountEvent::UnattendedTimeoutSet {
+                    timeout_s: *timeout_s,
+                },
+            )
+        }
+        AccountCommand::SetContactMatchField { field } => {
+            let field = ContactField::new(field)?;
+            (field != state.contact_match_field)
+                .then_some(AccountEvent::ContactMatchFieldSet { field })
+        }
+    };
+    Ok(event.into_iter().collect())
+}
 
-    fn evolve(state: &mut Self::State, event: &Self::Event) {
-        match &event.event {
-            AccountEvent::DefaultTimeZoneSet { time_zone } => state.default_time_zone = *time_zone,
-            AccountEvent::DefaultLanguageSet { language } => {
-                state.default_language = language.clone();
-            }
-            AccountEvent::DomainAuthorised { pattern } => {
-                state.authorised_domains.insert(pattern.clone());
-            }
-            AccountEvent::DomainRevoked { pattern } => {
-                state.authorised_domains.remove(pattern);
-            }
-            AccountEvent::UnattendedTimeoutSet { timeout_s } => {
-                state.unattended_timeout_s = *timeout_s;
-            }
-            AccountEvent::ContactMatchFieldSet { field } => {
-                state.contact_match_field = field.clone();
-            }
+fn evolve(state: &mut AccountSettings, event: &AccountEvent) {
+    match event {
+        AccountEvent::DefaultTimeZoneSet { time_zone } => state.default_time_zone = *time_zone,
+        AccountEvent::DefaultLanguageSet { language } => {
+            state.default_language = language.clone();
+        }
+        AccountEvent::DomainAuthorised { pattern } => {
+            state.authorised_domains.insert(pattern.clone());
+        }
+        AccountEvent::DomainRevoked { pattern } => {
+            state.authorised_domains.remove(pattern);
+        }
+        AccountEvent::UnattendedTimeoutSet { timeout_s } => {
+            state.unattended_timeout_s = *timeout_s;
+        }
+        AccountEvent::ContactMatchFieldSet { field } => {
+            state.contact_match_field = field.clone();
         }
     }
 }

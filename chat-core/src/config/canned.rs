@@ -4,10 +4,10 @@
 //! lookup is a projection ([`CannedLibrary`]) because it reads across responses.
 
 use super::common::{
-    AdminCommand, ConfigRejection, Stamped, TEXT_CHARS_MAX, check_key, check_name, check_text,
+    ConfigRejection, Stamped, TEXT_CHARS_MAX, check_absent, check_key, check_name, check_text,
+    live, stamped_decider,
 };
-use crate::{AgentId, CannedResponseId, Decider, EventKind};
-use chrono::{DateTime, Utc};
+use crate::{AgentId, CannedResponseId, EventKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -128,65 +128,60 @@ impl EventKind for CannedEvent {
 #[derive(Debug)]
 pub enum CannedDecider {}
 
-impl Decider for CannedDecider {
-    type State = CannedState;
-    type Command = AdminCommand<CannedCommand>;
-    type Event = Stamped<CannedEvent>;
-    type Rejection = ConfigRejection;
+stamped_decider!(CannedDecider {
+    state: CannedState,
+    command: CannedCommand,
+    event: CannedEvent,
+    decide: decide,
+    evolve: evolve,
+});
 
-    fn decide(
-        state: &Self::State,
-        command: &Self::Command,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Self::Event>, Self::Rejection> {
-        const OBJECT: &str = "canned response";
-        let events = match (&command.command, &state.response) {
-            (CannedCommand::Create { .. }, Some(_)) => {
-                return Err(ConfigRejection::AlreadyExists { object: OBJECT });
-            }
-            (CannedCommand::Create { id, scope, content }, None) => {
-                content.validate()?;
-                vec![CannedEvent::Created {
-                    id: *id,
-                    scope: *scope,
+fn decide(
+    state: &CannedState,
+    command: &CannedCommand,
+) -> Result<Vec<CannedEvent>, ConfigRejection> {
+    const OBJECT: &str = "canned response";
+    if let CannedCommand::Create { id, scope, content } = command {
+        check_absent(OBJECT, state.response.as_ref())?;
+        content.validate()?;
+        return Ok(vec![CannedEvent::Created {
+            id: *id,
+            scope: *scope,
+            content: content.clone(),
+        }]);
+    }
+    let response = live(OBJECT, state.response.as_ref(), state.deleted)?;
+    Ok(match command {
+        CannedCommand::Create { .. } => vec![],
+        CannedCommand::Update { content } => {
+            content.validate()?;
+            if *content == response.content {
+                vec![]
+            } else {
+                vec![CannedEvent::Updated {
                     content: content.clone(),
                 }]
             }
-            (_, None) => return Err(ConfigRejection::NotFound { object: OBJECT }),
-            (_, Some(_)) if state.deleted => {
-                return Err(ConfigRejection::Deleted { object: OBJECT });
-            }
-            (CannedCommand::Update { content }, Some(response)) => {
-                content.validate()?;
-                if *content == response.content {
-                    vec![]
-                } else {
-                    vec![CannedEvent::Updated {
-                        content: content.clone(),
-                    }]
-                }
-            }
-            (CannedCommand::Delete, Some(_)) => vec![CannedEvent::Deleted],
-        };
-        Ok(command.stamp(now, events))
-    }
-
-    fn evolve(state: &mut Self::State, event: &Self::Event) {
-        match &event.event {
-            CannedEvent::Created { id, scope, content } => {
-                state.response = Some(CannedResponse {
-                    id: *id,
-                    scope: *scope,
-                    content: content.clone(),
-                });
-            }
-            CannedEvent::Updated { content } => {
-                if let Some(response) = state.response.as_mut() {
-                    response.content = content.clone();
-                }
-            }
-            CannedEvent::Deleted => state.deleted = true,
         }
+        CannedCommand::Delete => vec![CannedEvent::Deleted],
+    })
+}
+
+fn evolve(state: &mut CannedState, event: &CannedEvent) {
+    match event {
+        CannedEvent::Created { id, scope, content } => {
+            state.response = Some(CannedResponse {
+                id: *id,
+                scope: *scope,
+                content: content.clone(),
+            });
+        }
+        CannedEvent::Updated { content } => {
+            if let Some(response) = state.response.as_mut() {
+                response.content = content.clone();
+            }
+        }
+        CannedEvent::Deleted => state.deleted = true,
     }
 }
 
@@ -199,7 +194,7 @@ pub struct CannedLibrary {
 impl CannedLibrary {
     /// Folds one event of `id`'s stream.
     pub fn record(&mut self, id: CannedResponseId, event: &Stamped<CannedEvent>) {
-        CannedDecider::evolve(self.responses.entry(id).or_default(), event);
+        evolve(self.responses.entry(id).or_default(), &event.event);
     }
 
     /// The responses `agent` may use whose shortcut starts with what follows the `/` in

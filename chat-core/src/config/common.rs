@@ -70,6 +70,70 @@ impl<C> AdminCommand<C> {
     }
 }
 
+/// Implements [`Decider`](crate::Decider) for a configuration aggregate from two plain functions,
+/// `decide(&State, &Command) -> Result<Vec<Event>, ConfigRejection>` and
+/// `evolve(&mut State, &Event)`. Commands arrive as [`AdminCommand`] and events leave
+/// [`Stamped`] with the admin and the decision time: written once here, so that every object's
+/// history reads the same way (M7) and no aggregate can forget to stamp.
+macro_rules! stamped_decider {
+    (
+        $decider:ty {
+            state: $state:ty,
+            command: $command:ty,
+            event: $event:ty,
+            decide: $decide:expr,
+            evolve: $evolve:expr $(,)?
+        }
+    ) => {
+        impl $crate::Decider for $decider {
+            type State = $state;
+            type Command = $crate::config::AdminCommand<$command>;
+            type Event = $crate::config::Stamped<$event>;
+            type Rejection = $crate::config::ConfigRejection;
+
+            fn decide(
+                state: &Self::State,
+                command: &Self::Command,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<Vec<Self::Event>, Self::Rejection> {
+                let events = ($decide)(state, &command.command)?;
+                Ok(command.stamp(now, events))
+            }
+
+            fn evolve(state: &mut Self::State, event: &Self::Event) {
+                ($evolve)(state, &event.event);
+            }
+        }
+    };
+}
+pub(crate) use stamped_decider;
+
+/// Refuses a creation on a stream that already holds an `object`, live or deleted: a stream is
+/// one object's whole history, so its id is never reused.
+pub(crate) fn check_absent<T>(
+    object: &'static str,
+    current: Option<&T>,
+) -> Result<(), ConfigRejection> {
+    if current.is_some() {
+        return Err(ConfigRejection::AlreadyExists { object });
+    }
+    Ok(())
+}
+
+/// The `object` a change applies to: refused while the stream holds none, and once it was
+/// deleted (its stream is then history only).
+pub(crate) fn live<'a, T>(
+    object: &'static str,
+    current: Option<&'a T>,
+    deleted: bool,
+) -> Result<&'a T, ConfigRejection> {
+    let current = current.ok_or(ConfigRejection::NotFound { object })?;
+    if deleted {
+        return Err(ConfigRejection::Deleted { object });
+    }
+    Ok(current)
+}
+
 /// Something that still depends on a module, listed by a refused deletion (M8).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Dependant {

@@ -7,14 +7,13 @@
 //! on the strategy) by one atomic append, so that each side can refuse its own deletion (M8, T4).
 
 use super::common::{
-    AdminCommand, ConfigRejection, Dependant, ExternalUse, Stamped, TEXT_CHARS_MAX, check_count,
-    check_key, check_language, check_name, check_reference, check_text, check_url,
-    normalise_colour, parse_time_zone,
+    ConfigRejection, Dependant, ExternalUse, Stamped, TEXT_CHARS_MAX, check_absent, check_count,
+    check_key, check_language, check_name, check_reference, check_text, check_url, live,
+    normalise_colour, parse_time_zone, stamped_decider,
 };
 use super::form::{ATTACHMENT_BYTES_DEFAULT, ATTACHMENT_BYTES_MAX, FormDefinition, FormKind};
 use super::schedule::{Schedule, WorkingHours};
 use crate::{ChatId, EventKind, ModuleId, QueueId, StrategyId};
-use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -603,25 +602,13 @@ fn created(
 #[derive(Debug)]
 pub enum ModuleDecider {}
 
-impl crate::Decider for ModuleDecider {
-    type State = ModuleState;
-    type Command = AdminCommand<ModuleCommand>;
-    type Event = Stamped<ModuleEvent>;
-    type Rejection = ConfigRejection;
-
-    fn decide(
-        state: &Self::State,
-        command: &Self::Command,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Self::Event>, Self::Rejection> {
-        let events = decide(state, &command.command)?;
-        Ok(command.stamp(now, events))
-    }
-
-    fn evolve(state: &mut Self::State, event: &Self::Event) {
-        evolve(state, &event.event);
-    }
-}
+stamped_decider!(ModuleDecider {
+    state: ModuleState,
+    command: ModuleCommand,
+    event: ModuleEvent,
+    decide: decide,
+    evolve: evolve,
+});
 
 fn decide(
     state: &ModuleState,
@@ -634,9 +621,7 @@ fn decide(
         settings,
     } = command
     {
-        if state.module.is_some() {
-            return Err(ConfigRejection::AlreadyExists { object: OBJECT });
-        }
+        check_absent(OBJECT, state.module.as_ref())?;
         return Ok(vec![created(*id, reference, settings, None)?]);
     }
     if let ModuleCommand::Duplicate {
@@ -646,9 +631,7 @@ fn decide(
         source,
     } = command
     {
-        if state.module.is_some() {
-            return Err(ConfigRejection::AlreadyExists { object: OBJECT });
-        }
+        check_absent(OBJECT, state.module.as_ref())?;
         let mut settings = source.settings.clone();
         settings.name = name.clone();
         let mut events = vec![created(*id, reference, &settings, Some(source.id))?];
@@ -674,13 +657,7 @@ fn decide(
         );
         return Ok(events);
     }
-    let module = state
-        .module
-        .as_ref()
-        .ok_or(ConfigRejection::NotFound { object: OBJECT })?;
-    if state.deleted {
-        return Err(ConfigRejection::Deleted { object: OBJECT });
-    }
+    let module = live(OBJECT, state.module.as_ref(), state.deleted)?;
     let missing = |field: &str, value: String| ConfigRejection::Missing {
         field: field.to_owned(),
         value,

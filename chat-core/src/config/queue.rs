@@ -7,10 +7,9 @@
 //! stream decides "below capacity" without a second source of truth.
 
 use super::common::{
-    AdminCommand, ConfigRejection, Stamped, check_count, check_name, check_reference,
+    ConfigRejection, check_absent, check_count, check_name, check_reference, live, stamped_decider,
 };
 use crate::{AgentId, EventKind, QueueId};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -92,7 +91,7 @@ pub enum QueueCommand {
     Delete,
 }
 
-/// What happened to a queue. Stored inside [`Stamped`].
+/// What happened to a queue. Stored inside [`Stamped`](super::Stamped).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueueEvent {
     /// The queue exists.
@@ -145,109 +144,96 @@ impl EventKind for QueueEvent {
 #[derive(Debug)]
 pub enum QueueDecider {}
 
-impl crate::Decider for QueueDecider {
-    type State = QueueState;
-    type Command = AdminCommand<QueueCommand>;
-    type Event = Stamped<QueueEvent>;
-    type Rejection = ConfigRejection;
+stamped_decider!(QueueDecider {
+    state: QueueState,
+    command: QueueCommand,
+    event: QueueEvent,
+    decide: decide,
+    evolve: evolve,
+});
 
-    fn decide(
-        state: &Self::State,
-        command: &Self::Command,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Self::Event>, Self::Rejection> {
-        const OBJECT: &str = "queue";
-        let events = if let QueueCommand::Create {
-            id,
-            name,
-            reference,
-        } = &command.command
-        {
-            if state.queue.is_some() {
-                return Err(ConfigRejection::AlreadyExists { object: OBJECT });
-            }
-            check_name("name", name)?;
-            check_reference(reference)?;
-            vec![QueueEvent::Created {
-                id: *id,
-                name: name.clone(),
-                reference: reference.clone(),
-            }]
-        } else {
-            let queue = state
-                .queue
-                .as_ref()
-                .ok_or(ConfigRejection::NotFound { object: OBJECT })?;
-            if state.deleted {
-                return Err(ConfigRejection::Deleted { object: OBJECT });
-            }
-            match &command.command {
-                QueueCommand::Create { .. } => vec![],
-                QueueCommand::Rename { name } => {
-                    check_name("name", name)?;
-                    if *name == queue.name {
-                        vec![]
-                    } else {
-                        vec![QueueEvent::Renamed { name: name.clone() }]
-                    }
-                }
-                QueueCommand::SetMember { agent, level } => match queue.members.get(agent) {
-                    Some(current) if current == level => vec![],
-                    Some(_) => vec![QueueEvent::MemberSet {
-                        agent: *agent,
-                        level: *level,
-                    }],
-                    None => {
-                        check_count("members", queue.members.len() + 1, MEMBERS_PER_QUEUE_MAX)?;
-                        vec![QueueEvent::MemberSet {
-                            agent: *agent,
-                            level: *level,
-                        }]
-                    }
-                },
-                QueueCommand::RemoveMember { agent } => {
-                    if !queue.members.contains_key(agent) {
-                        return Err(ConfigRejection::Missing {
-                            field: "members".to_owned(),
-                            value: agent.to_string(),
-                        });
-                    }
-                    vec![QueueEvent::MemberRemoved { agent: *agent }]
-                }
-                QueueCommand::Delete => vec![QueueEvent::Deleted],
-            }
-        };
-        Ok(command.stamp(now, events))
+fn decide(state: &QueueState, command: &QueueCommand) -> Result<Vec<QueueEvent>, ConfigRejection> {
+    const OBJECT: &str = "queue";
+    if let QueueCommand::Create {
+        id,
+        name,
+        reference,
+    } = command
+    {
+        check_absent(OBJECT, state.queue.as_ref())?;
+        check_name("name", name)?;
+        check_reference(reference)?;
+        return Ok(vec![QueueEvent::Created {
+            id: *id,
+            name: name.clone(),
+            reference: reference.clone(),
+        }]);
     }
+    let queue = live(OBJECT, state.queue.as_ref(), state.deleted)?;
+    Ok(match command {
+        QueueCommand::Create { .. } => vec![],
+        QueueCommand::Rename { name } => {
+            check_name("name", name)?;
+            if *name == queue.name {
+                vec![]
+            } else {
+                vec![QueueEvent::Renamed { name: name.clone() }]
+            }
+        }
+        QueueCommand::SetMember { agent, level } => match queue.members.get(agent) {
+            Some(current) if current == level => vec![],
+            Some(_) => vec![QueueEvent::MemberSet {
+                agent: *agent,
+                level: *level,
+            }],
+            None => {
+                check_count("members", queue.members.len() + 1, MEMBERS_PER_QUEUE_MAX)?;
+                vec![QueueEvent::MemberSet {
+                    agent: *agent,
+                    level: *level,
+                }]
+            }
+        },
+        QueueCommand::RemoveMember { agent } => {
+            if !queue.members.contains_key(agent) {
+                return Err(ConfigRejection::Missing {
+                    field: "members".to_owned(),
+                    value: agent.to_string(),
+                });
+            }
+            vec![QueueEvent::MemberRemoved { agent: *agent }]
+        }
+        QueueCommand::Delete => vec![QueueEvent::Deleted],
+    })
+}
 
-    fn evolve(state: &mut Self::State, event: &Self::Event) {
-        if let QueueEvent::Created {
-            id,
-            name,
-            reference,
-        } = &event.event
-        {
-            state.queue = Some(Queue {
-                id: *id,
-                name: name.clone(),
-                reference: reference.clone(),
-                members: BTreeMap::new(),
-            });
-            return;
+fn evolve(state: &mut QueueState, event: &QueueEvent) {
+    if let QueueEvent::Created {
+        id,
+        name,
+        reference,
+    } = event
+    {
+        state.queue = Some(Queue {
+            id: *id,
+            name: name.clone(),
+            reference: reference.clone(),
+            members: BTreeMap::new(),
+        });
+        return;
+    }
+    let Some(queue) = state.queue.as_mut() else {
+        return;
+    };
+    match event {
+        QueueEvent::Created { .. } => {}
+        QueueEvent::Renamed { name } => queue.name = name.clone(),
+        QueueEvent::MemberSet { agent, level } => {
+            queue.members.insert(*agent, *level);
         }
-        let Some(queue) = state.queue.as_mut() else {
-            return;
-        };
-        match &event.event {
-            QueueEvent::Created { .. } => {}
-            QueueEvent::Renamed { name } => queue.name = name.clone(),
-            QueueEvent::MemberSet { agent, level } => {
-                queue.members.insert(*agent, *level);
-            }
-            QueueEvent::MemberRemoved { agent } => {
-                queue.members.remove(agent);
-            }
-            QueueEvent::Deleted => state.deleted = true,
+        QueueEvent::MemberRemoved { agent } => {
+            queue.members.remove(agent);
         }
+        QueueEvent::Deleted => state.deleted = true,
     }
 }

@@ -9,7 +9,7 @@
 //! and this decider then refuses with [`ConfigRejection::DuplicateReference`]. The pattern is
 //! written out in `docs/CONFIGURATION.md`.
 
-use super::common::{AdminCommand, ConfigRejection, Stamped, check_reference};
+use super::common::{ConfigRejection, check_reference, stamped_decider};
 use crate::EventKind;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -109,58 +109,57 @@ impl EventKind for ReservationEvent {
     }
 }
 
-impl crate::Decider for Reservation {
-    type State = Reservation;
-    type Command = AdminCommand<ReservationCommand>;
-    type Event = Stamped<ReservationEvent>;
-    type Rejection = ConfigRejection;
+stamped_decider!(Reservation {
+    state: Reservation,
+    command: ReservationCommand,
+    event: ReservationEvent,
+    decide: decide,
+    evolve: evolve,
+});
 
-    fn decide(
-        state: &Self::State,
-        command: &Self::Command,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<Self::Event>, Self::Rejection> {
-        let events = match &command.command {
-            ReservationCommand::Reserve {
-                kind,
-                reference,
-                owner,
-            } => {
-                check_reference(reference)?;
-                match state.holder {
-                    // Retried by the same owner: nothing more to record (C9).
-                    Some(holder) if holder == *owner => vec![],
-                    Some(_) => {
-                        return Err(ConfigRejection::DuplicateReference {
-                            reference: reference.clone(),
-                        });
-                    }
-                    None => vec![ReservationEvent::Reserved {
-                        kind: *kind,
+fn decide(
+    state: &Reservation,
+    command: &ReservationCommand,
+) -> Result<Vec<ReservationEvent>, ConfigRejection> {
+    Ok(match command {
+        ReservationCommand::Reserve {
+            kind,
+            reference,
+            owner,
+        } => {
+            check_reference(reference)?;
+            match state.holder {
+                // Retried by the same owner: nothing more to record (C9).
+                Some(holder) if holder == *owner => vec![],
+                Some(_) => {
+                    return Err(ConfigRejection::DuplicateReference {
                         reference: reference.clone(),
-                        owner: *owner,
-                    }],
-                }
-            }
-            ReservationCommand::Release { owner } => match state.holder {
-                Some(holder) if holder == *owner => {
-                    vec![ReservationEvent::Released { owner: *owner }]
-                }
-                _ => {
-                    return Err(ConfigRejection::Missing {
-                        field: "reservation".to_owned(),
-                        value: owner.to_string(),
                     });
                 }
-            },
-        };
-        Ok(command.stamp(now, events))
-    }
-
-    fn evolve(state: &mut Self::State, event: &Self::Event) {
-        match &event.event {
-            ReservationEvent::Reserved { owner, .. } => state.holder = Some(*owner),
-            ReservationEvent::Released { .. } => state.holder = None,
+                None => vec![ReservationEvent::Reserved {
+                    kind: *kind,
+                    reference: reference.clone(),
+                    owner: *owner,
+                }],
+            }
         }
+        ReservationCommand::Release { owner } => match state.holder {
+            Some(holder) if holder == *owner => {
+                vec![ReservationEvent::Released { owner: *owner }]
+            }
+            _ => {
+                return Err(ConfigRejection::Missing {
+                    field: "reservation".to_owned(),
+                    value: owner.to_string(),
+                });
+            }
+        },
+    })
+}
+
+fn evolve(state: &mut Reservation, event: &ReservationEvent) {
+    match event {
+        ReservationEvent::Reserved { owner, .. } => state.holder = Some(*owner),
+        ReservationEvent::Released { .. } => state.holder = None,
     }
 }

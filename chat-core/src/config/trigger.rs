@@ -6,8 +6,8 @@
 //! the widget endpoint calls on every page view.
 
 use super::common::{
-    AdminCommand, ConfigRejection, Dependant, Stamped, URL_CHARS_MAX, check_count, check_key,
-    check_name, check_reference, check_text,
+    ConfigRejection, Dependant, URL_CHARS_MAX, check_absent, check_count, check_key, check_name,
+    check_reference, check_text, live, stamped_decider,
 };
 use super::module::Module;
 use super::schedule::Schedule;
@@ -323,7 +323,7 @@ pub enum StrategyCommand {
     Delete,
 }
 
-/// What happened to a strategy. Stored inside [`Stamped`].
+/// What happened to a strategy. Stored inside [`Stamped`](super::Stamped).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StrategyEvent {
     /// The strategy exists.
@@ -378,128 +378,118 @@ impl EventKind for StrategyEvent {
 #[derive(Debug)]
 pub enum StrategyDecider {}
 
-impl crate::Decider for StrategyDecider {
-    type State = StrategyState;
-    type Command = AdminCommand<StrategyCommand>;
-    type Event = Stamped<StrategyEvent>;
-    type Rejection = ConfigRejection;
+stamped_decider!(StrategyDecider {
+    state: StrategyState,
+    command: StrategyCommand,
+    event: StrategyEvent,
+    decide: decide,
+    evolve: evolve,
+});
 
-    fn decide(
-        state: &Self::State,
-        command: &Self::Command,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Self::Event>, Self::Rejection> {
-        const OBJECT: &str = "trigger strategy";
-        let events = if let StrategyCommand::Create {
-            id,
-            name,
-            reference,
-            rules,
-        } = &command.command
-        {
-            if state.strategy.is_some() {
-                return Err(ConfigRejection::AlreadyExists { object: OBJECT });
-            }
-            check_name("name", name)?;
-            check_reference(reference)?;
-            rules.validate()?;
-            vec![StrategyEvent::Created {
-                id: *id,
-                name: name.clone(),
-                reference: reference.clone(),
-                rules: rules.clone(),
-            }]
-        } else {
-            let strategy = state
-                .strategy
-                .as_ref()
-                .ok_or(ConfigRejection::NotFound { object: OBJECT })?;
-            if state.deleted {
-                return Err(ConfigRejection::Deleted { object: OBJECT });
-            }
-            match &command.command {
-                StrategyCommand::Create { .. } => vec![],
-                StrategyCommand::Update { name, rules } => {
-                    check_name("name", name)?;
-                    rules.validate()?;
-                    if *name == strategy.name && *rules == strategy.rules {
-                        vec![]
-                    } else {
-                        vec![StrategyEvent::Updated {
-                            name: name.clone(),
-                            rules: rules.clone(),
-                        }]
-                    }
-                }
-                StrategyCommand::LinkModule { module } => {
-                    if strategy.modules.contains(module) {
-                        vec![]
-                    } else {
-                        check_count(
-                            "modules",
-                            strategy.modules.len() + 1,
-                            MODULES_PER_STRATEGY_MAX,
-                        )?;
-                        vec![StrategyEvent::ModuleLinked { module: *module }]
-                    }
-                }
-                StrategyCommand::UnlinkModule { module } => {
-                    if strategy.modules.contains(module) {
-                        vec![StrategyEvent::ModuleUnlinked { module: *module }]
-                    } else {
-                        vec![]
-                    }
-                }
-                StrategyCommand::Delete => {
-                    if !strategy.modules.is_empty() {
-                        return Err(ConfigRejection::HasDependants {
-                            dependants: strategy
-                                .modules
-                                .iter()
-                                .map(|m| Dependant::Module(*m))
-                                .collect(),
-                        });
-                    }
-                    vec![StrategyEvent::Deleted]
-                }
-            }
-        };
-        Ok(command.stamp(now, events))
+fn decide(
+    state: &StrategyState,
+    command: &StrategyCommand,
+) -> Result<Vec<StrategyEvent>, ConfigRejection> {
+    const OBJECT: &str = "trigger strategy";
+    if let StrategyCommand::Create {
+        id,
+        name,
+        reference,
+        rules,
+    } = command
+    {
+        check_absent(OBJECT, state.strategy.as_ref())?;
+        check_name("name", name)?;
+        check_reference(reference)?;
+        rules.validate()?;
+        return Ok(vec![StrategyEvent::Created {
+            id: *id,
+            name: name.clone(),
+            reference: reference.clone(),
+            rules: rules.clone(),
+        }]);
     }
+    let strategy = live(OBJECT, state.strategy.as_ref(), state.deleted)?;
+    Ok(match command {
+        StrategyCommand::Create { .. } => vec![],
+        StrategyCommand::Update { name, rules } => {
+            check_name("name", name)?;
+            rules.validate()?;
+            if *name == strategy.name && *rules == strategy.rules {
+                vec![]
+            } else {
+                vec![StrategyEvent::Updated {
+                    name: name.clone(),
+                    rules: rules.clone(),
+                }]
+            }
+        }
+        StrategyCommand::LinkModule { module } => {
+            if strategy.modules.contains(module) {
+                vec![]
+            } else {
+                check_count(
+                    "modules",
+                    strategy.modules.len() + 1,
+                    MODULES_PER_STRATEGY_MAX,
+                )?;
+                vec![StrategyEvent::ModuleLinked { module: *module }]
+            }
+        }
+        StrategyCommand::UnlinkModule { module } => {
+            if strategy.modules.contains(module) {
+                vec![StrategyEvent::ModuleUnlinked { module: *module }]
+            } else {
+                vec![]
+            }
+        }
+        StrategyCommand::Delete => {
+            if !strategy.modules.is_empty() {
+                return Err(ConfigRejection::HasDependants {
+                    dependants: strategy
+                        .modules
+                        .iter()
+                        .map(|m| Dependant::Module(*m))
+                        .collect(),
+                });
+            }
+            vec![StrategyEvent::Deleted]
+        }
+    })
+}
 
-    fn evolve(state: &mut Self::State, event: &Self::Event) {
-        if let StrategyEvent::Created {
-            id,
-            name,
-            reference,
-            rules,
-        } = &event.event
-        {
-            state.strategy = Some(Strategy {
-                id: *id,
-                name: name.clone(),
-                reference: reference.clone(),
-                rules: rules.clone(),
-                modules: BTreeSet::new(),
-            });
-            return;
+fn evolve(state: &mut StrategyState, event: &StrategyEvent) {
+    if let StrategyEvent::Created {
+        id,
+        name,
+        reference,
+        rules,
+    } = event
+    {
+        state.strategy = Some(Strategy {
+            id: *id,
+            name: name.clone(),
+            reference: reference.clone(),
+            rules: rules.clone(),
+            modules: BTreeSet::new(),
+        });
+        return;
+    }
+    let Some(strategy) = state.strategy.as_mut() else {
+        return;
+    };
+    match event {
+        StrategyEvent::Created { .. } => {}
+        StrategyEvent::Updated { name, rules } => {
+            strategy.name = name.clone();
+            strategy.rules = rules.clone();
         }
-        let Some(strategy) = state.strategy.as_mut() else {
-            return;
-        };
-        match &event.event {
-            StrategyEvent::Created { .. } => {}
-            StrategyEvent::Updated { name, rules } => {
-                strategy.name = name.clone();
-                strategy.rules = rules.clone();
-            }
-            StrategyEvent::ModuleLinked { module } => {
-                strategy.modules.insert(*module);
-            }
-            StrategyEvent::ModuleUnlinked { module } => {
-                strategy.modules.remove(module);
-            }
-            StrategyEvent::Deleted => state.deleted = true,
+        StrategyEvent::ModuleLinked { module } => {
+            strategy.modules.insert(*module);
         }
+        StrategyEvent::ModuleUnlinked { module } => {
+            strategy.modules.remove(module);
+        }
+        StrategyEvent::Deleted => state.deleted = true,
     }
 }
