@@ -6,23 +6,15 @@ mod config_support;
 use chat_core::config::{
     AUTHORISED_DOMAINS_MAX, AccountCommand, AccountEvent, AccountSettings, AdminCommand,
     ConfigRejection, ContactField, DomainPattern, Module, ModuleDecider, ModuleEvent,
-    ModuleSettings, OriginRefused, Stamped, UNATTENDED_TIMEOUT_S_DEFAULT, UNATTENDED_TIMEOUT_S_MAX,
+    ModuleSettings, OriginRefused, UNATTENDED_TIMEOUT_S_DEFAULT, UNATTENDED_TIMEOUT_S_MAX,
     UNATTENDED_TIMEOUT_S_MIN, check_origin, public_path, render_snippet,
 };
 use chat_core::{Decider, ModuleId, PAGE_VARS_MAX, PageData, given};
-use config_support::{ADMIN, now};
+use config_support::{ADMIN, now, stamp};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn account(command: AccountCommand) -> AdminCommand<AccountCommand> {
     AdminCommand::new(ADMIN, command)
-}
-
-fn stamp(event: AccountEvent) -> Stamped<AccountEvent> {
-    Stamped {
-        by: ADMIN,
-        at: now(),
-        event,
-    }
 }
 
 #[test]
@@ -262,17 +254,13 @@ fn m5_origin_check_is_host_wildcard_scheme_and_port_aware() {
 
 fn module() -> Module {
     let id = ModuleId::from_u128(0xabc);
-    ModuleDecider::replay(&[Stamped {
-        by: ADMIN,
-        at: now(),
-        event: ModuleEvent::Created {
-            id,
-            reference: "sales.eu".into(),
-            settings: ModuleSettings::named("Sales"),
-            public_path: public_path(id),
-            duplicated_from: None,
-        },
-    }])
+    ModuleDecider::replay(&[stamp(ModuleEvent::Created {
+        id,
+        reference: "sales.eu".into(),
+        settings: ModuleSettings::named("Sales"),
+        public_path: public_path(id),
+        duplicated_from: None,
+    })])
     .module
     .unwrap()
 }

@@ -11,7 +11,7 @@ use chat_core::config::{
     TimeRange, UrlMatch, WorkingHours, public_path,
 };
 use chat_core::{AgentId, CannedResponseId, ContactId, EventKind, ModuleId, QueueId, StrategyId};
-use config_support::{ADMIN, date, now};
+use config_support::{date, now, stamp};
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,11 +22,7 @@ where
     events
         .into_iter()
         .map(|event| {
-            let stamped = Stamped {
-                by: ADMIN,
-                at: now(),
-                event,
-            };
+            let stamped = stamp(event);
             let bytes = rmp_serde::to_vec_named(&stamped).unwrap();
             let back: Stamped<E> = rmp_serde::from_slice(&bytes).unwrap();
             assert_eq!(back, stamped);

@@ -8,11 +8,11 @@ use chat_core::config::{
     ATTACHMENT_BYTES_DEFAULT, ATTACHMENT_BYTES_MAX, AdminCommand, ConfigRejection, ContactField,
     FIELDS_PER_FORM_MAX, FILES_PER_FIELD_MAX, FieldDef, FieldError, FieldKind, FieldProblem,
     FieldTarget, FileType, FormDefinition, FormKind, InputKind, ModuleCommand, ModuleDecider,
-    ModuleEvent, ModuleSettings, OPTIONS_PER_FIELD_MAX, Stamped, Submission, public_path,
+    ModuleEvent, ModuleSettings, OPTIONS_PER_FIELD_MAX, Submission, public_path,
     validate_submission,
 };
 use chat_core::{AttachmentMeta, FIELD_TEXT_BYTES_MAX, FieldValue, ModuleId, given};
-use config_support::{ADMIN, cases, now};
+use config_support::{ADMIN, cases, now, stamp};
 use proptest::prelude::*;
 
 fn field(name: &str, kind: FieldKind, required: bool) -> FieldDef {
@@ -358,17 +358,13 @@ fn f1_definition_rules_and_limits() {
 #[test]
 fn f1_a_module_refuses_an_invalid_form_and_stores_a_valid_one() {
     let module = ModuleId::from_u128(1);
-    let created = Stamped {
-        by: ADMIN,
-        at: now(),
-        event: ModuleEvent::Created {
-            id: module,
-            reference: "m".into(),
-            settings: ModuleSettings::named("m"),
-            public_path: public_path(module),
-            duplicated_from: None,
-        },
-    };
+    let created = stamp(ModuleEvent::Created {
+        id: module,
+        reference: "m".into(),
+        settings: ModuleSettings::named("m"),
+        public_path: public_path(module),
+        duplicated_from: None,
+    });
     let set = |form: FormDefinition| {
         AdminCommand::new(
             ADMIN,
@@ -388,14 +384,10 @@ fn f1_a_module_refuses_an_invalid_form_and_stores_a_valid_one() {
         });
     let state = given::<ModuleDecider>(&[created])
         .when(&set(contact_form()), now())
-        .then_events(&[Stamped {
-            by: ADMIN,
-            at: now(),
-            event: ModuleEvent::FormSet {
-                kind: FormKind::Offline,
-                form: Some(contact_form()),
-            },
-        }]);
+        .then_events(&[stamp(ModuleEvent::FormSet {
+            kind: FormKind::Offline,
+            form: Some(contact_form()),
+        })]);
     assert_eq!(
         state.module.unwrap().forms[&FormKind::Offline],
         contact_form()

@@ -7,20 +7,12 @@ use chat_core::config::{
     APPEARANCE_TEXT_CHARS_MAX, AdminCommand, Appearance, Combinator, ConfigRejection, ContactField,
     FieldDef, FieldKind, FieldTarget, FormDefinition, KEY_CHARS_MAX, LABEL_CHARS_MAX,
     MODULES_PER_STRATEGY_MAX, ModuleCommand, ModuleDecider, ModuleEvent, ModuleSettings,
-    ModuleState, OPTION_CHARS_MAX, PAGES_VIEWED_MAX, Rule, RuleSet, Stamped, StrategyCommand,
+    ModuleState, OPTION_CHARS_MAX, PAGES_VIEWED_MAX, Rule, RuleSet, StrategyCommand,
     StrategyDecider, StrategyEvent, Style, TAG_CHARS_MAX, TEXT_CHARS_MAX, URL_CHARS_MAX,
     VISITOR_EVENTS_MAX, VisitorContext, public_path,
 };
 use chat_core::{Decider, ModuleId, StrategyId, given};
-use config_support::{ADMIN, now};
-
-fn stamp<E>(event: E) -> Stamped<E> {
-    Stamped {
-        by: ADMIN,
-        at: now(),
-        event,
-    }
-}
+use config_support::{ADMIN, now, stamp};
 
 fn create(settings: ModuleSettings) -> Result<(), ConfigRejection> {
     let command = AdminCommand::new(

@@ -15,7 +15,7 @@ use chat_core::config::{
 };
 use chat_core::{AgentId, ChatId, Decider, EventKind, ModuleId, QueueId, StrategyId, given};
 use chrono::Duration;
-use config_support::{ADMIN, date, now};
+use config_support::{ADMIN, date, now, stamp};
 use std::collections::BTreeSet;
 
 const MODULE: ModuleId = ModuleId::from_u128(1);
@@ -25,14 +25,6 @@ const OTHER_ADMIN: AgentId = AgentId::from_u128(901);
 
 fn cmd(command: ModuleCommand) -> AdminCommand<ModuleCommand> {
     AdminCommand::new(ADMIN, command)
-}
-
-fn stamp(event: ModuleEvent) -> Stamped<ModuleEvent> {
-    Stamped {
-        by: ADMIN,
-        at: now(),
-        event,
-    }
 }
 
 fn settings() -> ModuleSettings {
@@ -204,15 +196,11 @@ fn reserve(owner: u128, reference: &str) -> AdminCommand<ReservationCommand> {
 }
 
 fn reserved(owner: u128, reference: &str) -> Stamped<ReservationEvent> {
-    Stamped {
-        by: ADMIN,
-        at: now(),
-        event: ReservationEvent::Reserved {
-            kind: ReferenceKind::Module,
-            reference: reference.to_owned(),
-            owner: uuid::Uuid::from_u128(owner),
-        },
-    }
+    stamp(ReservationEvent::Reserved {
+        kind: ReferenceKind::Module,
+        reference: reference.to_owned(),
+        owner: uuid::Uuid::from_u128(owner),
+    })
 }
 
 #[test]
@@ -231,13 +219,9 @@ fn m2_duplicate_reference_is_refused() {
     given::<Reservation>(&[])
         .when(&reserve(1, "sales"), now())
         .then_events(&[reserved(1, "sales")]);
-    let released = Stamped {
-        by: ADMIN,
-        at: now(),
-        event: ReservationEvent::Released {
-            owner: uuid::Uuid::from_u128(1),
-        },
-    };
+    let released = stamp(ReservationEvent::Released {
+        owner: uuid::Uuid::from_u128(1),
+    });
     given::<Reservation>(&[reserved(1, "sales"), released])
         .when(&reserve(2, "sales"), now())
         .then_events(&[reserved(2, "sales")]);
@@ -837,46 +821,30 @@ fn t1_strategies_per_module_are_limited() {
 }
 
 fn strategy_created() -> Stamped<StrategyEvent> {
-    Stamped {
-        by: ADMIN,
-        at: now(),
-        event: StrategyEvent::Created {
-            id: STRATEGY,
-            name: "Checkout".to_owned(),
-            reference: "checkout".to_owned(),
-            rules: RuleSet {
-                combinator: Combinator::All,
-                rules: vec![Rule::PagesViewed { pages_min: 2 }],
-            },
+    stamp(StrategyEvent::Created {
+        id: STRATEGY,
+        name: "Checkout".to_owned(),
+        reference: "checkout".to_owned(),
+        rules: RuleSet {
+            combinator: Combinator::All,
+            rules: vec![Rule::PagesViewed { pages_min: 2 }],
         },
-    }
+    })
 }
 
 #[test]
 fn t4_an_attached_strategy_cannot_be_deleted() {
-    let linked = Stamped {
-        by: ADMIN,
-        at: now(),
-        event: StrategyEvent::ModuleLinked { module: MODULE },
-    };
+    let linked = stamp(StrategyEvent::ModuleLinked { module: MODULE });
     let delete = AdminCommand::new(ADMIN, StrategyCommand::Delete);
     given::<StrategyDecider>(&[strategy_created(), linked.clone()])
         .when(&delete, now())
         .then_rejected(ConfigRejection::HasDependants {
             dependants: vec![Dependant::Module(MODULE)],
         });
-    let unlinked = Stamped {
-        by: ADMIN,
-        at: now(),
-        event: StrategyEvent::ModuleUnlinked { module: MODULE },
-    };
+    let unlinked = stamp(StrategyEvent::ModuleUnlinked { module: MODULE });
     given::<StrategyDecider>(&[strategy_created(), linked, unlinked])
         .when(&delete, now())
-        .then_events(&[Stamped {
-            by: ADMIN,
-            at: now(),
-            event: StrategyEvent::Deleted,
-        }]);
+        .then_events(&[stamp(StrategyEvent::Deleted)]);
 }
 
 #[test]

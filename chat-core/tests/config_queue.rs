@@ -8,19 +8,11 @@ use chat_core::config::{
     QueueCommand, QueueDecider, QueueEvent, Stamped,
 };
 use chat_core::{AgentId, CannedResponseId, Decider, QueueId, given};
-use config_support::{ADMIN, now};
+use config_support::{ADMIN, now, stamp};
 
 const QUEUE: QueueId = QueueId::from_u128(1);
 const ANNA: AgentId = AgentId::from_u128(10);
 const BORIS: AgentId = AgentId::from_u128(11);
-
-fn stamp<E>(event: E) -> Stamped<E> {
-    Stamped {
-        by: ADMIN,
-        at: now(),
-        event,
-    }
-}
 
 fn queue_created() -> Stamped<QueueEvent> {
     stamp(QueueEvent::Created {

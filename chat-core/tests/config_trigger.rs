@@ -4,23 +4,15 @@ mod config_support;
 
 use chat_core::config::{
     AttachmentFlags, Combinator, Decision, Display, Module, ModuleDecider, ModuleEvent,
-    ModuleSettings, Reason, Rule, RuleSet, Schedule, Stamped, Strategy, TimeRange, UrlMatch,
-    VisitorContext, WorkingHours, evaluate, public_path,
+    ModuleSettings, Reason, Rule, RuleSet, Schedule, Strategy, TimeRange, UrlMatch, VisitorContext,
+    WorkingHours, evaluate, public_path,
 };
 use chat_core::{Decider, ModuleId, StrategyId};
 use chrono::{DateTime, Utc};
-use config_support::{ADMIN, now, utc};
+use config_support::{now, stamp, utc};
 use std::collections::BTreeSet;
 
 const MODULE: ModuleId = ModuleId::from_u128(1);
-
-fn stamp(event: ModuleEvent) -> Stamped<ModuleEvent> {
-    Stamped {
-        by: ADMIN,
-        at: now(),
-        event,
-    }
-}
 
 fn module(attachments: &[(u128, AttachmentFlags)]) -> Module {
     let mut events = vec![stamp(ModuleEvent::Created {

@@ -1,7 +1,9 @@
-//! Helpers shared by the `config_*` test files: fixed ids, instants and the property-test budget.
+//! Helpers shared by the `config_*` test files: fixed ids, instants, the admin's stamp and the
+//! property-test budget.
 #![allow(dead_code)]
 
 use chat_core::AgentId;
+use chat_core::config::Stamped;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 /// The admin who issues every command in these tests.
@@ -29,4 +31,13 @@ pub(crate) fn date(y: i32, mo: u32, d: u32) -> NaiveDate {
 /// A fixed "now" for commands whose time does not matter.
 pub(crate) fn now() -> DateTime<Utc> {
     utc(2026, 3, 2, 9, 0)
+}
+
+/// An event as [`ADMIN`] records it at [`now`]: what every decider in these tests emits.
+pub(crate) fn stamp<E>(event: E) -> Stamped<E> {
+    Stamped {
+        by: ADMIN,
+        at: now(),
+        event,
+    }
 }
