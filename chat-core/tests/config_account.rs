@@ -9,7 +9,7 @@ use chat_core::config::{
     ModuleSettings, OriginRefused, UNATTENDED_TIMEOUT_S_DEFAULT, UNATTENDED_TIMEOUT_S_MAX,
     UNATTENDED_TIMEOUT_S_MIN, check_origin, public_path, render_snippet,
 };
-use chat_core::{Decider, ModuleId, PAGE_VARS_MAX, PageData, given};
+use chat_core::{Decider, ModuleId, PAGE_VAR_NAME_BYTES_MAX, PAGE_VARS_MAX, PageData, given};
 use config_support::{ADMIN, now, stamp};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -344,4 +344,25 @@ fn m6_page_data_limits_are_enforced() {
         render_snippet(&module(), "https://chat.example.com", &long_message),
         Err(ConfigRejection::TooManyBytes { field, bytes_max: chat_core::FIELD_TEXT_BYTES_MAX }) if field == "message"
     ));
+}
+
+#[test]
+fn m6_page_var_names_are_bounded_in_bytes() {
+    let named = |name: String| PageData {
+        vars: [(name, "x".into())].into_iter().collect(),
+        ..PageData::default()
+    };
+    let at_limit = named("é".repeat(PAGE_VAR_NAME_BYTES_MAX / 2));
+    assert!(render_snippet(&module(), "https://chat.example.com", &at_limit).is_ok());
+    assert_eq!(
+        render_snippet(
+            &module(),
+            "https://chat.example.com",
+            &named("n".repeat(PAGE_VAR_NAME_BYTES_MAX + 1))
+        ),
+        Err(ConfigRejection::TooManyBytes {
+            field: "vars name".into(),
+            bytes_max: PAGE_VAR_NAME_BYTES_MAX
+        })
+    );
 }
