@@ -1265,6 +1265,8 @@ impl<P: Policy> Host<'_, P> {
     }
 }
 
+/// The waiting chat a request should become. Written again here rather than shared with the
+/// router's own conversion, so that the oracle does not inherit a router bug (module doc).
 fn as_waiting(
     chat: &IncomingChat,
     queue: QueueId,

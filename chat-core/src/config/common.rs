@@ -1,5 +1,7 @@
-//! What every configuration aggregate shares: the admin stamp on commands and events (M7), the
-//! one rejection type, and the small text rules (names, references, tags, colours, e-mail, glob).
+//! What every configuration aggregate shares: the admin stamp on commands and events (M7, written
+//! once in `stamped_decider!`), the create-once / refuse-after-delete rule (`check_absent`,
+//! `live`), the one rejection type, and the small text rules (names, references, tags, colours,
+//! e-mail, glob).
 //!
 //! They live in one place so that a reference, a name or a colour means the same thing in a
 //! module, a trigger strategy and a queue, and so that the history of any object reads the same

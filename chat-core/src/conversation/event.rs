@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The payload of [`ChatEvent::ChatStarted`]: the chat record as the visitor opened it.
+///
+/// These are the fields of [`StartChat`](super::StartChat) that are stored. It is a type of its
+/// own, not the command itself, because the command's admission facts and retry id are inputs to
+/// one decision, while this record is read by every replay of the log for ever.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatRecord {
     /// The chat's id.
