@@ -22,6 +22,19 @@ fn world() -> Snapshot {
     s
 }
 
+/// A new chat `id` arriving through module [`M`].
+fn new_chat(id: u128) -> Request {
+    Request::New(IncomingChat::new(ChatId::from_u128(id), M))
+}
+
+/// The default router's decision for chat 1 on `s`, which [`world`] lets agent 1 take.
+fn first_decision(s: &Snapshot) -> Decision {
+    Router::default()
+        .decide(s, &new_chat(1), now())
+        .unwrap()
+        .decision
+}
+
 fn too_large(field: &'static str, value: usize, max: usize) -> RouteError {
     RouteError::TooLarge { field, value, max }
 }
@@ -122,22 +135,10 @@ fn c2_queue_length_is_limited_and_a_full_queue_turns_chats_away() {
     s.upsert_agent(busy).unwrap();
 
     let router = Router::default();
-    let first = router
-        .decide(
-            &s,
-            &Request::New(IncomingChat::new(ChatId::from_u128(1), M)),
-            now(),
-        )
-        .unwrap();
+    let first = router.decide(&s, &new_chat(1), now()).unwrap();
     assert!(matches!(first.decision, Decision::Enqueue(_)));
     s.apply(&first.decision).unwrap();
-    let second = router
-        .decide(
-            &s,
-            &Request::New(IncomingChat::new(ChatId::from_u128(2), M)),
-            now(),
-        )
-        .unwrap();
+    let second = router.decide(&s, &new_chat(2), now()).unwrap();
     assert_eq!(
         second.decision,
         Decision::Offline {
@@ -309,7 +310,7 @@ fn r6_unknown_ids_and_duplicate_chats_are_named() {
     let mut busy = s.agent(AgentId::from_u128(1)).unwrap().clone();
     busy.load = 2;
     s.upsert_agent(busy).unwrap();
-    let new = Request::New(IncomingChat::new(ChatId::from_u128(1), M));
+    let new = new_chat(1);
     let queued = router.decide(&s, &new, now()).unwrap();
     s.apply(&queued.decision).unwrap();
     assert_eq!(
@@ -382,11 +383,7 @@ fn r2_a_policy_cannot_overfill_an_agent() {
     s.upsert_agent(Agent::online(AgentId::from_u128(2), 1).member_of(Q, Level::One))
         .unwrap();
     assert_eq!(
-        Router::new(Rogue).decide(
-            &s,
-            &Request::New(IncomingChat::new(ChatId::from_u128(1), M)),
-            now()
-        ),
+        Router::new(Rogue).decide(&s, &new_chat(1), now()),
         Err(RouteError::PolicyChoseIneligible {
             agent: AgentId::from_u128(1),
             why: Exclusion::AtCapacity {
@@ -400,14 +397,7 @@ fn r2_a_policy_cannot_overfill_an_agent() {
 #[test]
 fn r2_a_commit_to_an_agent_who_went_offline_is_refused() {
     let mut s = world();
-    let d = Router::default()
-        .decide(
-            &s,
-            &Request::New(IncomingChat::new(ChatId::from_u128(1), M)),
-            now(),
-        )
-        .unwrap()
-        .decision;
+    let d = first_decision(&s);
     s.set_presence(AgentId::from_u128(1), Presence::Offline)
         .unwrap();
     assert_eq!(
@@ -420,14 +410,7 @@ fn r2_a_commit_to_an_agent_who_went_offline_is_refused() {
 #[test]
 fn c6_ending_a_chat_of_an_unknown_agent_or_module_changes_nothing() {
     let mut s = world();
-    let d = Router::default()
-        .decide(
-            &s,
-            &Request::New(IncomingChat::new(ChatId::from_u128(1), M)),
-            now(),
-        )
-        .unwrap()
-        .decision;
+    let d = first_decision(&s);
     s.apply(&d).unwrap();
     let before = s.clone();
     assert_eq!(
