@@ -426,3 +426,26 @@ fn c6_ending_a_chat_of_an_unknown_agent_or_module_changes_nothing() {
     assert_eq!(s.agent(AgentId::from_u128(1)).unwrap().load, 0);
     assert_eq!(s.module(M).unwrap().open_chats, 0);
 }
+
+#[test]
+fn a1_a_removed_agent_leaves_no_trace_and_is_never_chosen() {
+    let mut s = world();
+    let removed = s.remove_agent(AgentId::from_u128(1));
+    assert_eq!(removed.map(|a| a.id), Some(AgentId::from_u128(1)));
+    assert_eq!(s.remove_agent(AgentId::from_u128(1)), None);
+    // Indistinguishable from a world that never had the agent: no index still points at them.
+    let mut never = Snapshot::new();
+    never
+        .upsert_queue(Queue::new(Q, Selection::LeastBusy))
+        .unwrap();
+    never.upsert_module(Module::new(M, Q)).unwrap();
+    assert_eq!(s, never);
+    assert_eq!(
+        Router::default()
+            .decide(&s, &new_chat(1), now())
+            .unwrap()
+            .decision
+            .assigned_agent(),
+        None
+    );
+}
