@@ -22,6 +22,14 @@ pub const URL_CHARS_MAX: usize = 2048;
 /// Longest identifier-like key (form field name, routing variable, contact field, event name).
 pub const KEY_CHARS_MAX: usize = 64;
 
+/// Longest e-mail address [`is_valid_email`] accepts, in bytes (RFC 5321's path limit less the
+/// angle brackets).
+const EMAIL_ADDRESS_BYTES_MAX: usize = 254;
+/// Longest local part (before the `@`) of an e-mail address, in bytes (RFC 5321).
+const EMAIL_LOCAL_BYTES_MAX: usize = 64;
+/// Longest label of a host name, in bytes (RFC 1035).
+const DNS_LABEL_BYTES_MAX: usize = 63;
+
 /// Who did it and when: the envelope of every configuration event, so that an object's own event
 /// stream is its history (M7) without a separate audit table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -462,14 +470,14 @@ pub(crate) fn check_language(value: &str) -> Result<(), ConfigRejection> {
 /// letters, digits and `-`. Deliberately simpler than RFC 5322: quoted local parts and IP-literal
 /// domains are refused, which no visitor types into a chat form.
 pub fn is_valid_email(address: &str) -> bool {
-    if address.len() > 254 {
+    if address.len() > EMAIL_ADDRESS_BYTES_MAX {
         return false;
     }
     let Some((local, domain)) = address.split_once('@') else {
         return false;
     };
     let local_ok = !local.is_empty()
-        && local.len() <= 64
+        && local.len() <= EMAIL_LOCAL_BYTES_MAX
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
@@ -478,17 +486,22 @@ pub fn is_valid_email(address: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
-        && labels.iter().all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+        && labels.iter().all(|label| is_dns_label(label))
         && labels
             .last()
             .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_alphabetic()));
     local_ok && domain_ok
+}
+
+/// One label of a host name: 1–63 ASCII letters, digits and inner `-`. Shared by the e-mail
+/// domain check and the origin check, so that a domain an admin authorises and a domain a visitor
+/// types follow the same rule.
+pub(crate) fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= DNS_LABEL_BYTES_MAX
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// Glob matching over characters: `*` matches any run (including `/`), `?` exactly one
@@ -578,6 +591,22 @@ mod tests {
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn email_and_host_label_lengths_are_bounded() {
+        let label = "a".repeat(DNS_LABEL_BYTES_MAX);
+        assert!(is_dns_label(&label));
+        assert!(!is_dns_label(&format!("{label}a")));
+        let local = "l".repeat(EMAIL_LOCAL_BYTES_MAX);
+        assert!(is_valid_email(&format!("{local}@example.com")));
+        assert!(!is_valid_email(&format!("{local}l@example.com")));
+        // 64 + 1 + 63 + 1 + 63 + 1 + 61 = 254 bytes, every part within its own limit.
+        let at_limit = format!("{local}@{label}.{label}.{}.com", "d".repeat(57));
+        assert_eq!(at_limit.len(), EMAIL_ADDRESS_BYTES_MAX);
+        assert!(is_valid_email(&at_limit));
+        let past = format!("{local}@{label}.{label}.{}.com", "d".repeat(58));
+        assert!(!is_valid_email(&past));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! same thing. The snippet escapes every value it embeds, so page data can never break out of the
 //! script it is written into.
 
-use super::common::{ConfigRejection, check_count, check_text, check_url};
+use super::common::{ConfigRejection, check_count, check_text, check_url, is_dns_label};
 use super::module::Module;
 use crate::{FIELD_TEXT_BYTES_MAX, PAGE_VAR_NAME_BYTES_MAX, PAGE_VARS_MAX, PageData};
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,7 @@ impl DomainPattern {
             value: text.to_owned(),
             reason,
         };
-        check_text("authorised domain", text, 255)?;
+        check_text("authorised domain", text, DOMAIN_PATTERN_CHARS_MAX)?;
         let (scheme, rest) = Scheme::split(text.trim());
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = split_port(rest).ok_or_else(|| invalid("bad port"))?;
@@ -214,18 +214,16 @@ fn split_port(text: &str) -> Option<(&str, Option<u16>)> {
     }
 }
 
+/// Longest authorised-domain pattern an admin may type, in characters (checked before parsing, so
+/// that parsing never walks an unbounded text).
+const DOMAIN_PATTERN_CHARS_MAX: usize = 255;
+/// Longest host name an authorised domain or an origin may have, in bytes (RFC 1035).
+const HOST_BYTES_MAX: usize = 253;
+
 /// Dot-separated labels of ASCII letters, digits and inner `-` (also covers `localhost` and
 /// dotted IPv4 addresses). IPv6 literals are not supported.
 fn is_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+    !host.is_empty() && host.len() <= HOST_BYTES_MAX && host.split('.').all(is_dns_label)
 }
 
 /// Checks page data against its limits (M6): at most [`PAGE_VARS_MAX`] vars, names of at most
@@ -350,6 +348,25 @@ fn html_attribute(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn m5_domain_patterns_and_host_names_are_bounded() {
+        let label = "a".repeat(63);
+        let host = |last: usize| format!("{label}.{label}.{label}.{}", "b".repeat(last));
+        assert_eq!(host(61).len(), HOST_BYTES_MAX);
+        assert!(DomainPattern::parse(&host(61)).is_ok());
+        assert!(matches!(
+            DomainPattern::parse(&host(62)),
+            Err(ConfigRejection::Invalid { field, .. }) if field == "authorised domain"
+        ));
+        assert_eq!(
+            DomainPattern::parse(&"a".repeat(DOMAIN_PATTERN_CHARS_MAX + 1)),
+            Err(ConfigRejection::TooLong {
+                field: "authorised domain".to_owned(),
+                chars_max: DOMAIN_PATTERN_CHARS_MAX,
+            })
+        );
+    }
 
     #[test]
     fn js_strings_cannot_close_the_script() {
