@@ -28,18 +28,7 @@ fn claim(chat: ChatId) -> AgentCommand {
 
 /// Agent A online with capacity 1, holding nothing.
 fn online_with_capacity_one() -> Vec<AgentEvent> {
-    vec![
-        AgentEvent::CapacitySet {
-            agent: AGENT_A,
-            at: t(0),
-            capacity: 1,
-        },
-        AgentEvent::PresenceChanged {
-            agent: AGENT_A,
-            at: t(1),
-            presence: Presence::Online,
-        },
-    ]
+    agent_joined(AGENT_A, 1, Presence::Online)
 }
 
 #[test]

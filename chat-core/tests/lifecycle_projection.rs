@@ -158,27 +158,10 @@ fn x1_a_resumed_chat_comes_back_to_the_live_list_and_waiting_is_oldest_first() {
 fn x1_the_live_list_shows_agents_presence_and_room() {
     let mut list = LiveList::default();
     let events = [
-        AgentEvent::CapacitySet {
-            agent: AGENT_A,
-            at: t(0),
-            capacity: 1,
-        },
-        AgentEvent::PresenceChanged {
-            agent: AGENT_A,
-            at: t(1),
-            presence: Presence::Online,
-        },
-        AgentEvent::CapacitySet {
-            agent: AGENT_B,
-            at: t(0),
-            capacity: 2,
-        },
-        AgentEvent::PresenceChanged {
-            agent: AGENT_B,
-            at: t(1),
-            presence: Presence::Away,
-        },
-    ];
+        agent_joined(AGENT_A, 1, Presence::Online),
+        agent_joined(AGENT_B, 2, Presence::Away),
+    ]
+    .concat();
     for event in &events {
         let agent = match event {
             AgentEvent::CapacitySet { agent, .. } | AgentEvent::PresenceChanged { agent, .. } => {

@@ -5,6 +5,7 @@
 // Each test crate uses a different subset of these fixtures.
 #![allow(dead_code)]
 
+use chat_core::agent::{AgentEvent, Presence};
 use chat_core::conversation::{
     Admission, ChatCommand, ChatEvent, ChatSettings, ChatState, Conversation, EndedBy, MessageBody,
     Origin, Party, StartChat,
@@ -182,4 +183,21 @@ pub(crate) fn ended_chat() -> Vec<ChatEvent> {
         say(3, Party::Agent(AGENT_A), "Hi, how can I help?"),
         end(4, EndedBy::Visitor),
     ])
+}
+
+/// An agent's stream as it begins: capacity set at `t(0)`, then the presence at `t(1)`, holding
+/// nothing yet.
+pub(crate) fn agent_joined(agent: AgentId, capacity: u32, presence: Presence) -> Vec<AgentEvent> {
+    vec![
+        AgentEvent::CapacitySet {
+            agent,
+            at: t(0),
+            capacity,
+        },
+        AgentEvent::PresenceChanged {
+            agent,
+            at: t(1),
+            presence,
+        },
+    ]
 }
