@@ -6,7 +6,7 @@
 //! Matching is a projection ([`ContactDirectory`]) because it looks across contacts; the host
 //! resolves, then appends to the chosen contact's stream.
 
-use super::common::{ConfigRejection, check_count, check_key, is_valid_email};
+use super::common::{ConfigRejection, check_absent, check_count, check_key, is_valid_email, live};
 use crate::{AgentId, ContactId, EventKind, FIELD_TEXT_BYTES_MAX};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -193,12 +193,12 @@ impl crate::Decider for Contact {
         command: &Self::Command,
         now: DateTime<Utc>,
     ) -> Result<Vec<Self::Event>, Self::Rejection> {
-        let not_found = ConfigRejection::NotFound { object: "contact" };
+        const OBJECT: &str = "contact";
+        // A contact has no deletion, so once created it stays live.
+        let existing = || live(OBJECT, state.id.as_ref(), false);
         Ok(match command {
             ContactCommand::Create { id, fields } => {
-                if state.id.is_some() {
-                    return Err(ConfigRejection::AlreadyExists { object: "contact" });
-                }
+                check_absent(OBJECT, state.id.as_ref())?;
                 check_fields(fields)?;
                 vec![ContactEvent::Created {
                     id: *id,
@@ -207,7 +207,7 @@ impl crate::Decider for Contact {
                 }]
             }
             ContactCommand::Update { fields } => {
-                state.id.ok_or(not_found)?;
+                existing()?;
                 let changed: BTreeMap<_, _> = fields
                     .iter()
                     .filter(|(k, v)| state.fields.get(*k) != Some(*v))
@@ -233,7 +233,7 @@ impl crate::Decider for Contact {
                 }
             }
             ContactCommand::Block { by } => {
-                state.id.ok_or(not_found)?;
+                existing()?;
                 if state.blocked_by.is_some() {
                     vec![]
                 } else {
@@ -241,7 +241,7 @@ impl crate::Decider for Contact {
                 }
             }
             ContactCommand::Unblock { by } => {
-                state.id.ok_or(not_found)?;
+                existing()?;
                 if state.blocked_by.is_none() {
                     vec![]
                 } else {
