@@ -52,6 +52,18 @@ fn visitor() -> VisitorContext {
 }
 
 /// Whether one rule matches, read through `evaluate` with one default attachment.
+/// Checks each (rule, expected) row against the standard [`visitor`] at [`now`].
+#[track_caller]
+fn check_rules<const N: usize>(table: [(Rule, bool); N]) {
+    for (rule, expected) in table {
+        assert_eq!(
+            rule_matches(rule.clone(), &visitor(), now()),
+            expected,
+            "{rule:?}"
+        );
+    }
+}
+
 fn rule_matches(rule: Rule, visitor: &VisitorContext, at: DateTime<Utc>) -> bool {
     let m = module(&[(1, AttachmentFlags::default())]);
     let decision = evaluate(&m, &[strategy(1, Combinator::All, vec![rule])], visitor, at);
@@ -108,13 +120,7 @@ fn t2_url_rules_exact_prefix_glob() {
             false,
         ),
     ];
-    for (rule, expected) in table {
-        assert_eq!(
-            rule_matches(rule.clone(), &visitor(), now()),
-            expected,
-            "{rule:?}"
-        );
-    }
+    check_rules(table);
 }
 
 #[test]
@@ -140,13 +146,7 @@ fn t2_time_on_page_pages_viewed_returning_and_custom_event() {
             false,
         ),
     ];
-    for (rule, expected) in table {
-        assert_eq!(
-            rule_matches(rule.clone(), &visitor(), now()),
-            expected,
-            "{rule:?}"
-        );
-    }
+    check_rules(table);
     let first_visit = VisitorContext {
         returning: false,
         ..visitor()
