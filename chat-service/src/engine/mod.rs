@@ -9,11 +9,25 @@
 //!   no duplicates, stops on [`Shutdown`]);
 //! - [`Clock`]: the only source of `now` ([`SystemClock`], [`ManualClock`] for tests).
 
+mod aggregate;
 mod clock;
 mod codec;
 mod error;
 mod follow;
+mod projections;
+mod runtime;
 mod shutdown;
+mod world;
+
+pub use aggregate::{Aggregate, STATE_CACHE_STREAMS_MAX};
+pub use projections::{
+    AgentStats, Board, CHECKPOINT_INTERVAL_EVENTS, ChatQuery, ChatRow, ModuleStats, PastChats,
+    Projection, SEARCH_RESULTS_MAX, SEARCH_TEXT_BYTES_MAX, Statistics, checkpoint_stream, rebuild,
+};
+pub use runtime::{
+    CONFLICT_RETRIES_MAX, ChatOutcome, Engine, EngineOptions, Handled, NewChat, QueuePolicy,
+    Refusal, TIMER_SLEEP_MS_MAX,
+};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, DomainEvent, RESERVED_STREAM_PREFIX, derived_command_id, encode, event_id};
