@@ -401,18 +401,29 @@ impl Backend {
         }
     }
 
+    /// Closes the store (every other handle must be gone); `reopen` opens it again.
+    pub fn close(&mut self) {
+        match self {
+            Self::Sled { store, .. } => {
+                if let Some(open) = store.take() {
+                    let Ok(old) = Arc::try_unwrap(open) else {
+                        panic!("no other handle on the sled store may be left");
+                    };
+                    old.close();
+                }
+            }
+            Self::Postgres { store, .. } => drop(store.take()),
+        }
+    }
+
     /// Closes the store (every other handle must be gone) and opens the same data again.
     pub async fn reopen(&mut self) {
+        self.close();
         match self {
             Self::Sled { dir, store } => {
-                let Ok(old) = Arc::try_unwrap(store.take().expect("open")) else {
-                    panic!("no other handle on the sled store may be left");
-                };
-                old.close();
                 *store = Some(Arc::new(SledStore::open(dir.path()).expect("reopen sled")));
             }
             Self::Postgres { config, store, .. } => {
-                drop(store.take());
                 *store = Some(Arc::new(
                     PostgresStore::open(config.clone())
                         .await
