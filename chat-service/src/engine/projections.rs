@@ -636,3 +636,115 @@ impl Projection for Statistics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_core::conversation::{ChatMessage, ChatRecord, ChatSettings, MessageBody, Origin};
+    use chat_core::{CommandId, PageData};
+    use chat_store::RecordedEvent;
+
+    fn followed(position: u64, chat: ChatId, event: ChatEvent) -> Followed {
+        Followed {
+            recorded: RecordedEvent {
+                event_id: uuid::Uuid::from_u128(u128::from(position)),
+                stream_id: StreamId::new(chat.stream_name()).unwrap(),
+                stream_version: position,
+                global_position: position,
+                event_type: event.event_type().to_owned(),
+                schema_version: 1,
+                recorded_at: event.at(),
+                correlation_id: None,
+                causation_id: None,
+                payload: Vec::new(),
+            },
+            event: DomainEvent::Chat { chat, event },
+        }
+    }
+
+    fn started(chat: ChatId, minute: i64) -> ChatEvent {
+        ChatEvent::ChatStarted {
+            command_id: CommandId::from_u128(1),
+            at: DateTime::<Utc>::UNIX_EPOCH + chrono::TimeDelta::minutes(minute),
+            record: Box::new(ChatRecord {
+                chat,
+                module: ModuleId::from_u128(1),
+                contact: ContactId::from_u128(1),
+                contact_email: None,
+                resume_token: "t".into(),
+                page: PageData::default(),
+                form_answers: BTreeMap::new(),
+                routing_vars: BTreeMap::new(),
+                origin: Origin::Widget,
+                settings: ChatSettings::default(),
+            }),
+        }
+    }
+
+    fn message(n: u128, text: String) -> ChatEvent {
+        ChatEvent::MessagePosted {
+            command_id: CommandId::from_u128(n),
+            message: Box::new(ChatMessage {
+                id: MessageId::from_u128(n),
+                episode: 1,
+                author: Party::Visitor,
+                at: DateTime::<Utc>::UNIX_EPOCH,
+                body: MessageBody::text(text),
+                redaction: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn x2_search_returns_at_most_search_results_max_latest_first() {
+        let mut past = PastChats::default();
+        for n in 0..=SEARCH_RESULTS_MAX as u128 {
+            let chat = ChatId::from_u128(n + 1);
+            past.apply(&followed(n as u64 + 1, chat, started(chat, n as i64)));
+        }
+        let found = past.search(&ChatQuery::default());
+        assert_eq!(found.len(), SEARCH_RESULTS_MAX);
+        assert_eq!(
+            found[0].chat,
+            ChatId::from_u128(SEARCH_RESULTS_MAX as u128 + 1)
+        );
+    }
+
+    #[test]
+    fn x2_search_text_is_bounded_by_search_text_bytes_max_and_redaction_removes_it() {
+        let mut past = PastChats::default();
+        let chat = ChatId::from_u128(1);
+        past.apply(&followed(1, chat, started(chat, 0)));
+        past.apply(&followed(
+            2,
+            chat,
+            message(1, "a".repeat(SEARCH_TEXT_BYTES_MAX - 6)),
+        ));
+        past.apply(&followed(3, chat, message(2, "Needle".into())));
+        past.apply(&followed(4, chat, message(3, "x".into())));
+        let query = |text: &str| ChatQuery {
+            text: Some(text.into()),
+            ..ChatQuery::default()
+        };
+        assert_eq!(
+            past.search(&query("needle")).len(),
+            1,
+            "exactly at the limit: indexed"
+        );
+        assert!(
+            past.search(&query("x")).is_empty(),
+            "beyond the limit: not indexed"
+        );
+        let redacted = ChatEvent::MessageRedacted {
+            command_id: CommandId::from_u128(9),
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            message_id: MessageId::from_u128(2),
+            by: AgentId::from_u128(1),
+        };
+        past.apply(&followed(5, chat, redacted));
+        assert!(
+            past.search(&query("needle")).is_empty(),
+            "X4: redacted text is not searchable"
+        );
+    }
+}
