@@ -1,8 +1,8 @@
 //! End-to-end journeys through the engine on real stores (sled, and PostgreSQL when
-//! `CHAT_TEST_POSTGRES_URL` is set): offline outside hours (C2), routed, answered and ended
-//! (C4, C6, X1–X3), the unattended timeout across a restart (C5, E3), a resume back to the same
-//! agent (C7, R3), retries across a restart (C9), and projections resumed from checkpoints equal
-//! to a fresh rebuild.
+//! `CHAT_TEST_POSTGRES_URL` is set): offline outside hours (C2), unmanaged when nobody is
+//! online (C3), routed, answered and ended (C4, C6, X1–X3), the unattended timeout across a
+//! restart (C5, E3), a resume back to the same agent (C7, R3), retries across a restart (C9),
+//! and projections resumed from checkpoints equal to a fresh rebuild.
 
 mod engine_common;
 
@@ -150,7 +150,8 @@ async fn c5_an_unattended_chat_times_out_also_across_a_restart(backend: Backend)
     )
     .await;
     configure(&engine, true, &[ANN]).await;
-    // Nobody online: both chats wait.
+    // The only agent is online without room: both chats wait (nobody online would be C3).
+    online(&engine, ANN, 0).await;
     let (live, restarted) = (new_chat(1), new_chat(2));
     engine.start_chat(live.clone()).await.unwrap().unwrap();
     clock.advance(TimeDelta::seconds(30));
@@ -192,6 +193,23 @@ async fn c5_an_unattended_chat_times_out_also_across_a_restart(backend: Backend)
     backend.clean_up().await;
 }
 on_every_store!(c5_an_unattended_chat_times_out_also_across_a_restart);
+
+async fn c3_a_chat_nobody_online_can_take_ends_unmanaged(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let engine = start(backend.open().await, clock, EngineOptions::default()).await;
+    configure(&engine, true, &[ANN]).await;
+    let chat = new_chat(1);
+    engine.start_chat(chat.clone()).await.unwrap().unwrap();
+    engine.settle().await.unwrap();
+    let state = chat_state(&engine, chat.chat).await;
+    assert_eq!(state.disposition, Some(Disposition::Unmanaged));
+    assert_eq!(state.agent, None);
+    assert!(engine.board().live().waiting().is_empty());
+    engine.shutdown().await;
+    assert!(engine.failures().is_empty(), "{:?}", engine.failures());
+    backend.clean_up().await;
+}
+on_every_store!(c3_a_chat_nobody_online_can_take_ends_unmanaged);
 
 async fn c7_r3_a_resumed_chat_returns_to_the_same_online_agent(backend: Backend) {
     let clock = Arc::new(ManualClock::new(t0()));

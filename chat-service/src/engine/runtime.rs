@@ -32,8 +32,8 @@ use chat_core::conversation::{
     Rejection, StartChat,
 };
 use chat_core::{
-    AgentId, ChatId, CommandId, ContactId, Decider, EventKind, FieldValue, ModuleId, PageData,
-    QueueId,
+    AgentId, CaseId, ChatId, CommandId, ContactId, Decider, EventKind, FieldValue, ModuleId,
+    PageData, QueueId,
 };
 use chat_routing as routing;
 use chat_store::{
@@ -771,6 +771,25 @@ impl Engine {
                 };
                 // Refused or stale: another engine (or the visitor) acted first; the follower
                 // brings the news and the next pass decides again.
+                let _ = self.chat_expecting(chat, &command, Some(version)).await?;
+            }
+        }
+        // C3: a waiting chat nobody online could ever take (no online member at a level that
+        // may serve it) is reported to the chat, which ends it unmanaged, turns it into a case
+        // or keeps it open asynchronously, as its module says.
+        let waiting: Vec<(routing::ChatId, u64)> =
+            snapshot.waiting().map(|c| (c.id, c.version)).collect();
+        for (id, version) in waiting {
+            let outcome = router.decide(&snapshot, &routing::Request::Waiting(id), now)?;
+            if let routing::Decision::Unmanaged { .. } = outcome.decision {
+                let chat = ChatId::from_uuid(id.0);
+                let (uuid, version_bytes) = (chat.as_uuid(), version.to_be_bytes());
+                let parts: [&[u8]; 2] = [uuid.as_bytes(), &version_bytes];
+                let command = ChatCommand::NoAgentAvailable {
+                    command_id: derived_command_id("no-agent", &parts),
+                    case_id: CaseId::from_uuid(derived_command_id("case", &parts).as_uuid()),
+                    case_template: BTreeMap::new(),
+                };
                 let _ = self.chat_expecting(chat, &command, Some(version)).await?;
             }
         }
