@@ -302,3 +302,31 @@ fn e4_upcaster_steps_must_chain_from_the_current_version() {
     assert_eq!(upcasters.current_version("ChatStarted"), 3);
     assert_eq!(upcasters.current_version("Unknown"), 1);
 }
+
+/// The fast path: a payload already at the current version is decoded straight into the type,
+/// with the same refusals as the upcasting path (trailing bytes, a payload of another shape).
+#[test]
+fn e4_current_version_payloads_decode_directly_with_the_same_refusals() {
+    let upcasters = upcasters();
+    assert_eq!(upcasters.current_version("MessagePosted"), 1);
+    let payload = rmp_serde::to_vec_named(&v1::MessagePosted { text: "hi".into() }).expect("enc");
+    let decoded: MessagePosted = upcasters
+        .decode(&recorded("MessagePosted", 1, payload.clone()))
+        .expect("current version decodes");
+    assert_eq!(decoded.text, "hi");
+
+    let mut trailing = payload.clone();
+    trailing.push(0xc0);
+    assert_decode_error(
+        upcasters.decode::<MessagePosted>(&recorded("MessagePosted", 1, trailing)),
+        "after the payload",
+    );
+    assert_decode_error(
+        upcasters.decode::<ChatStarted>(&recorded("MessagePosted", 1, payload.clone())),
+        "does not fit",
+    );
+    assert_decode_error(
+        upcasters.decode::<MessagePosted>(&recorded("MessagePosted", 2, payload)),
+        "newer build",
+    );
+}
