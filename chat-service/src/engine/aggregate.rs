@@ -9,15 +9,20 @@
 use crate::engine::codec::Codec;
 use crate::engine::error::EngineError;
 use chat_core::agent::Agent;
-use chat_core::config::{AccountSettings, ModuleDecider, QueueDecider};
+use chat_core::config::{
+    AccountSettings, AdminCommand, ConfigRejection, Contact, ModuleDecider, ModuleEvent,
+    QueueDecider, QueueEvent, ReferenceKind, Reservation, ReservationCommand, Stamped,
+    StrategyDecider, StrategyEvent,
+};
 use chat_core::conversation::Conversation;
-use chat_core::{CommandId, Decider, EventKind};
+use chat_core::{AgentId, CommandId, Decider, EventKind};
 use chat_store::{EventStore, READ_COUNT_MAX, StreamId, StreamVersion};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use uuid::Uuid;
 
 /// Most stream states the engine keeps in memory between commands.
 pub const STATE_CACHE_STREAMS_MAX: usize = 10_000;
@@ -31,6 +36,104 @@ where
     /// The command's retry id, when the aggregate has them (C9). Aggregates without one are
     /// idempotent by meaning; the engine then names the command by (stream, version).
     fn command_id(command: &Self::Command) -> Option<CommandId>;
+
+    /// The references (M2, T1, R1) a decision takes or frees. The engine appends each one's
+    /// reservation event in the same atomic append as `events`, so uniqueness holds across
+    /// engines on one store; empty for aggregates that hold no reference.
+    fn references(
+        before: &Self::State,
+        events: &[Self::Event],
+    ) -> Vec<ReferenceChange<Self::Rejection>> {
+        let _ = (before, events);
+        Vec::new()
+    }
+}
+
+/// One reservation a decision needs: the reference's stream gets `command`, and a refusal of it
+/// (another owner holds the reference) becomes the owner's rejection through `refused`.
+#[derive(Clone, Debug)]
+pub struct ReferenceChange<R> {
+    /// The reference's namespace.
+    pub kind: ReferenceKind,
+    /// The reference, as the owner spells it.
+    pub reference: String,
+    /// Reserve or release, by the admin of the owner's decision.
+    pub command: AdminCommand<ReservationCommand>,
+    /// How the reservation's refusal is reported as the owner aggregate's rejection.
+    pub refused: fn(ConfigRejection) -> R,
+}
+
+impl ReferenceChange<ConfigRejection> {
+    fn reserve(by: AgentId, kind: ReferenceKind, reference: &str, owner: Uuid) -> Self {
+        Self {
+            kind,
+            reference: reference.to_owned(),
+            command: AdminCommand::new(
+                by,
+                ReservationCommand::Reserve {
+                    kind,
+                    reference: reference.to_owned(),
+                    owner,
+                },
+            ),
+            refused: std::convert::identity,
+        }
+    }
+
+    fn release(by: AgentId, kind: ReferenceKind, reference: &str, owner: Uuid) -> Self {
+        Self {
+            kind,
+            reference: reference.to_owned(),
+            command: AdminCommand::new(by, ReservationCommand::Release { owner }),
+            refused: std::convert::identity,
+        }
+    }
+}
+
+/// The reservations of a configuration object's decision: creation reserves, a reference change
+/// reserves the new one and releases the old one, deletion releases. `current` is the object's
+/// (id, reference) before the decision.
+fn reference_changes<'a, E: 'a>(
+    kind: ReferenceKind,
+    current: Option<(Uuid, &str)>,
+    events: &'a [Stamped<E>],
+    meaning: impl Fn(&'a E) -> Option<Owned<'a>>,
+) -> Vec<ReferenceChange<ConfigRejection>> {
+    let mut changes = Vec::new();
+    let mut current = current.map(|(id, r)| (id, r.to_owned()));
+    for stamped in events {
+        let by = stamped.by;
+        match meaning(&stamped.event) {
+            Some(Owned::Created(id, reference)) => {
+                changes.push(ReferenceChange::reserve(by, kind, reference, id));
+                current = Some((id, reference.to_owned()));
+            }
+            Some(Owned::Renamed(to)) => {
+                if let Some((id, from)) = current.take() {
+                    // A change of letter case keeps the same reservation stream: nothing to do.
+                    if !from.eq_ignore_ascii_case(to) {
+                        changes.push(ReferenceChange::reserve(by, kind, to, id));
+                        changes.push(ReferenceChange::release(by, kind, &from, id));
+                    }
+                    current = Some((id, to.to_owned()));
+                }
+            }
+            Some(Owned::Deleted) => {
+                if let Some((id, from)) = current.take() {
+                    changes.push(ReferenceChange::release(by, kind, &from, id));
+                }
+            }
+            None => {}
+        }
+    }
+    changes
+}
+
+/// What an owner's event means for its reference.
+enum Owned<'a> {
+    Created(Uuid, &'a str),
+    Renamed(&'a str),
+    Deleted,
 }
 
 impl Aggregate for Conversation {
@@ -49,9 +152,82 @@ impl Aggregate for ModuleDecider {
     fn command_id(_: &Self::Command) -> Option<CommandId> {
         None
     }
+
+    fn references(
+        before: &Self::State,
+        events: &[Self::Event],
+    ) -> Vec<ReferenceChange<ConfigRejection>> {
+        let current = before
+            .module
+            .as_ref()
+            .filter(|_| !before.deleted)
+            .map(|m| (m.id.as_uuid(), m.reference.as_str()));
+        reference_changes(ReferenceKind::Module, current, events, |e| match e {
+            ModuleEvent::Created { id, reference, .. } => {
+                Some(Owned::Created(id.as_uuid(), reference))
+            }
+            ModuleEvent::ReferenceChanged { to, .. } => Some(Owned::Renamed(to)),
+            ModuleEvent::Deleted => Some(Owned::Deleted),
+            _ => None,
+        })
+    }
 }
 
 impl Aggregate for QueueDecider {
+    fn command_id(_: &Self::Command) -> Option<CommandId> {
+        None
+    }
+
+    fn references(
+        before: &Self::State,
+        events: &[Self::Event],
+    ) -> Vec<ReferenceChange<ConfigRejection>> {
+        let current = before
+            .queue
+            .as_ref()
+            .filter(|_| !before.deleted)
+            .map(|q| (q.id.as_uuid(), q.reference.as_str()));
+        reference_changes(ReferenceKind::Queue, current, events, |e| match e {
+            QueueEvent::Created { id, reference, .. } => {
+                Some(Owned::Created(id.as_uuid(), reference))
+            }
+            QueueEvent::Deleted => Some(Owned::Deleted),
+            _ => None,
+        })
+    }
+}
+
+impl Aggregate for StrategyDecider {
+    fn command_id(_: &Self::Command) -> Option<CommandId> {
+        None
+    }
+
+    fn references(
+        before: &Self::State,
+        events: &[Self::Event],
+    ) -> Vec<ReferenceChange<ConfigRejection>> {
+        let current = before
+            .strategy
+            .as_ref()
+            .filter(|_| !before.deleted)
+            .map(|s| (s.id.as_uuid(), s.reference.as_str()));
+        reference_changes(ReferenceKind::Strategy, current, events, |e| match e {
+            StrategyEvent::Created { id, reference, .. } => {
+                Some(Owned::Created(id.as_uuid(), reference))
+            }
+            StrategyEvent::Deleted => Some(Owned::Deleted),
+            _ => None,
+        })
+    }
+}
+
+impl Aggregate for Contact {
+    fn command_id(_: &Self::Command) -> Option<CommandId> {
+        None
+    }
+}
+
+impl Aggregate for Reservation {
     fn command_id(_: &Self::Command) -> Option<CommandId> {
         None
     }

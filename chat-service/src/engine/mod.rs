@@ -19,7 +19,7 @@ mod runtime;
 mod shutdown;
 mod world;
 
-pub use aggregate::{Aggregate, STATE_CACHE_STREAMS_MAX};
+pub use aggregate::{Aggregate, ReferenceChange, STATE_CACHE_STREAMS_MAX};
 pub use projections::{
     AgentStats, Board, CHECKPOINT_INTERVAL_EVENTS, ChatQuery, ChatRow, ModuleStats, PastChats,
     Projection, SEARCH_RESULTS_MAX, SEARCH_TEXT_BYTES_MAX, Statistics, checkpoint_stream, rebuild,

@@ -26,7 +26,9 @@ use crate::engine::projections::{
 use crate::engine::shutdown::{Shutdown, ShutdownTrigger};
 use crate::engine::world::World;
 use chat_core::agent::{Agent, AgentCommand, AgentRejection};
-use chat_core::config::Level as ConfigLevel;
+use chat_core::config::{
+    Level as ConfigLevel, Reservation, ReservationCommand, reservation_stream,
+};
 use chat_core::conversation::{
     Admission, ChatCommand, ChatEvent, ChatSettings, ChatState, Conversation, Origin, QueueCause,
     Rejection, StartChat,
@@ -340,8 +342,12 @@ impl Engine {
 
     // ----- commands ---------------------------------------------------------------------------
 
-    /// Runs a command of any single-stream aggregate (agents' presence and capacity,
-    /// configuration): load, decide, append with the expected version, retry on conflict.
+    /// Runs a command of any aggregate (agents' presence and capacity, configuration): load,
+    /// decide, append with the expected version, retry on conflict. A decision that takes or
+    /// frees a reference (M2, T1, R1: see [`Aggregate::references`]) appends the reference's
+    /// reservation in the same `append_multi`, each stream with its exact expected version (a
+    /// never-used reference is version 0): of two racing creations one append passes, the other
+    /// conflicts, reloads, and the reservation refuses with `DuplicateReference`.
     pub async fn handle<D: Aggregate>(
         &self,
         stream: &str,
@@ -359,6 +365,7 @@ impl Engine {
                 Ok(events) => events,
                 Err(rejection) => return Ok(Err(rejection)),
             };
+            let changes = D::references(&state, &events);
             let mut next = state;
             for event in &events {
                 D::evolve(&mut next, event);
@@ -377,18 +384,58 @@ impl Engine {
                     &[stream.as_str().as_bytes(), &version.to_be_bytes()],
                 )
             });
-            let new_events = encode_all(&events, command_id, 0, now)?;
-            let appends = vec![StreamAppend {
+            let mut appends = vec![StreamAppend {
                 stream_id: stream.clone(),
                 expected: ExpectedVersion::Exact(version),
-                events: new_events,
+                events: encode_all(&events, command_id, 0, now)?,
             }];
+            let mut index = events.len() as u32;
+            let mut reservations = Vec::new();
+            for change in changes {
+                let reservation_stream =
+                    StreamId::new(reservation_stream(change.kind, &change.reference))?;
+                let (held, held_version) = self.load::<Reservation>(&reservation_stream).await?;
+                if let ReservationCommand::Release { owner } = &change.command.command
+                    && held.holder != Some(*owner)
+                {
+                    // Created before reservations were recorded: there is nothing to free.
+                    continue;
+                }
+                let reserved = match Reservation::decide(&held, &change.command, now) {
+                    Ok(reserved) => reserved,
+                    Err(rejection) => return Ok(Err((change.refused)(rejection))),
+                };
+                if reserved.is_empty() {
+                    continue;
+                }
+                let encoded = encode_all(&reserved, command_id, index, now)?;
+                index += reserved.len() as u32;
+                let mut held_next = held;
+                for event in &reserved {
+                    Reservation::evolve(&mut held_next, event);
+                }
+                reservations.push((
+                    reservation_stream.clone(),
+                    held_next,
+                    held_version + reserved.len() as u64,
+                ));
+                appends.push(StreamAppend {
+                    stream_id: reservation_stream,
+                    expected: ExpectedVersion::Exact(held_version),
+                    events: encoded,
+                });
+            }
             match self.append(appends).await? {
                 Appended::Done(position) => {
                     let new_version = version + events.len() as u64;
                     self.inner
                         .cache
                         .put(stream.as_str(), next.clone(), new_version);
+                    for (reservation_stream, held, held_version) in reservations {
+                        self.inner
+                            .cache
+                            .put(reservation_stream.as_str(), held, held_version);
+                    }
                     return Ok(Ok(Handled {
                         events,
                         state: next,
@@ -396,7 +443,12 @@ impl Engine {
                         position: Some(position),
                     }));
                 }
-                Appended::Retry => self.inner.cache.forget(stream.as_str()),
+                Appended::Retry => {
+                    self.inner.cache.forget(stream.as_str());
+                    for (reservation_stream, _, _) in &reservations {
+                        self.inner.cache.forget(reservation_stream.as_str());
+                    }
+                }
             }
         }
         Err(EngineError::ConflictRetriesExhausted {
@@ -439,7 +491,7 @@ impl Engine {
     ) -> Result<Result<ChatOutcome, Refusal>, EngineError> {
         self.catch_up_world().await?;
         let now = self.inner.clock.now();
-        let (settings, admission) = self.admission(new.module, now)?;
+        let (settings, admission) = self.admission(new.module, new.contact, now)?;
         let command = ChatCommand::Start(Box::new(StartChat {
             command_id: new.command_id,
             chat: new.chat,
@@ -465,11 +517,11 @@ impl Engine {
     ) -> Result<Result<ChatOutcome, Refusal>, EngineError> {
         let stream = StreamId::new(chat.stream_name())?;
         let (state, _) = self.load::<Conversation>(&stream).await?;
-        let Some(module) = state.record.as_ref().map(|r| r.module) else {
+        let Some((module, contact)) = state.record.as_ref().map(|r| (r.module, r.contact)) else {
             return Ok(Err(Refusal::Chat(Rejection::NotStarted)));
         };
         self.catch_up_world().await?;
-        let (_, admission) = self.admission(module, self.inner.clock.now())?;
+        let (_, admission) = self.admission(module, contact, self.inner.clock.now())?;
         self.chat(
             chat,
             ChatCommand::Resume {
@@ -490,9 +542,12 @@ impl Engine {
         self.chat_expecting(chat, &command, None).await
     }
 
+    /// The module's settings and the admission facts (C2, F5) from the world, caught up by the
+    /// caller first.
     fn admission(
         &self,
         module: ModuleId,
+        contact: ContactId,
         now: DateTime<Utc>,
     ) -> Result<(ChatSettings, Admission), EngineError> {
         let world = read(&self.inner.world);
@@ -518,7 +573,7 @@ impl Engine {
             within_working_hours: schedule.is_open(now),
             open_chats: world.open_chats(module),
             open_chats_max: s.concurrent_chats_max,
-            contact_blocked: false,
+            contact_blocked: world.blocked_contacts.contains(&contact),
         };
         Ok((settings, admission))
     }

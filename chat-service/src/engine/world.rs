@@ -10,9 +10,11 @@
 use crate::engine::codec::DomainEvent;
 use crate::engine::follow::Followed;
 use chat_core::agent::{Agent, AgentEvent, AgentState};
-use chat_core::config::{AccountSettings, ModuleDecider, ModuleState, QueueDecider, QueueState};
+use chat_core::config::{
+    AccountSettings, ContactEvent, ModuleDecider, ModuleState, QueueDecider, QueueState,
+};
 use chat_core::conversation::{ChatEvent, ChatState, Conversation, QueueCause, next_deadline};
-use chat_core::{AgentId, ChatId, Decider, ModuleId, QueueId};
+use chat_core::{AgentId, ChatId, ContactId, Decider, ModuleId, QueueId};
 use chat_store::GlobalPosition;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,6 +53,9 @@ pub(crate) struct World {
     pub(crate) deadlines: BTreeSet<(DateTime<Utc>, ChatId)>,
     /// Open chats per module (C2's count).
     pub(crate) open_chats: BTreeMap<ModuleId, u32>,
+    /// Contacts who may not start or resume a chat (F5): blocked on their contact stream or by
+    /// an agent in any chat, and not unblocked on the contact stream since, in log order.
+    pub(crate) blocked_contacts: BTreeSet<ContactId>,
 }
 
 impl World {
@@ -74,6 +79,15 @@ impl World {
                 QueueDecider::evolve(self.queues.entry(*queue).or_default(), event);
             }
             DomainEvent::Account(event) => AccountSettings::evolve(&mut self.account, event),
+            DomainEvent::Contact { contact, event } => match **event {
+                ContactEvent::Blocked { .. } => {
+                    self.blocked_contacts.insert(*contact);
+                }
+                ContactEvent::Unblocked { .. } => {
+                    self.blocked_contacts.remove(contact);
+                }
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -86,6 +100,9 @@ impl World {
         }
         if let ChatEvent::ChatQueued { at, cause, .. } = event {
             entry.queued = Some((*at, *cause));
+        }
+        if let ChatEvent::ContactBlocked { contact, .. } = event {
+            self.blocked_contacts.insert(*contact);
         }
         Conversation::evolve(&mut entry.state, event);
         entry.state.messages.clear();
