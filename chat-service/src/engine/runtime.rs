@@ -384,71 +384,35 @@ impl Engine {
                     &[stream.as_str().as_bytes(), &version.to_be_bytes()],
                 )
             });
-            let mut appends = vec![StreamAppend {
-                stream_id: stream.clone(),
-                expected: ExpectedVersion::Exact(version),
-                events: encode_all(&events, command_id, 0, now)?,
-            }];
-            let mut index = events.len() as u32;
-            let mut reservations = Vec::new();
+            let mut staged = Staged::new(command_id, now);
+            staged.push(stream.clone(), version, &events, next.clone())?;
             for change in changes {
                 let reservation_stream =
                     StreamId::new(reservation_stream(change.kind, &change.reference))?;
-                let (held, held_version) = self.load::<Reservation>(&reservation_stream).await?;
-                if let ReservationCommand::Release { owner } = &change.command.command
-                    && held.holder != Some(*owner)
-                {
-                    // Created before reservations were recorded: there is nothing to free.
-                    continue;
-                }
-                let reserved = match Reservation::decide(&held, &change.command, now) {
-                    Ok(reserved) => reserved,
-                    Err(rejection) => return Ok(Err((change.refused)(rejection))),
+                // Created before reservations were recorded: there is nothing to free.
+                let nothing_to_free = |held: &chat_core::config::Reservation| {
+                    matches!(&change.command.command,
+                        ReservationCommand::Release { owner } if held.holder != Some(*owner))
                 };
-                if reserved.is_empty() {
-                    continue;
+                let staged_reservation = self
+                    .stage::<Reservation>(
+                        &mut staged,
+                        reservation_stream,
+                        &change.command,
+                        nothing_to_free,
+                    )
+                    .await?;
+                if let Err(rejection) = staged_reservation {
+                    return Ok(Err((change.refused)(rejection)));
                 }
-                let encoded = encode_all(&reserved, command_id, index, now)?;
-                index += reserved.len() as u32;
-                let mut held_next = held;
-                for event in &reserved {
-                    Reservation::evolve(&mut held_next, event);
-                }
-                reservations.push((
-                    reservation_stream.clone(),
-                    held_next,
-                    held_version + reserved.len() as u64,
-                ));
-                appends.push(StreamAppend {
-                    stream_id: reservation_stream,
-                    expected: ExpectedVersion::Exact(held_version),
-                    events: encoded,
-                });
             }
-            match self.append(appends).await? {
-                Appended::Done(position) => {
-                    let new_version = version + events.len() as u64;
-                    self.inner
-                        .cache
-                        .put(stream.as_str(), next.clone(), new_version);
-                    for (reservation_stream, held, held_version) in reservations {
-                        self.inner
-                            .cache
-                            .put(reservation_stream.as_str(), held, held_version);
-                    }
-                    return Ok(Ok(Handled {
-                        events,
-                        state: next,
-                        version: new_version,
-                        position: Some(position),
-                    }));
-                }
-                Appended::Retry => {
-                    self.inner.cache.forget(stream.as_str());
-                    for (reservation_stream, _, _) in &reservations {
-                        self.inner.cache.forget(reservation_stream.as_str());
-                    }
-                }
+            if let Some(position) = self.commit(staged).await? {
+                return Ok(Ok(Handled {
+                    version: version + events.len() as u64,
+                    events,
+                    state: next,
+                    position: Some(position),
+                }));
             }
         }
         Err(EngineError::ConflictRetriesExhausted {
@@ -630,85 +594,97 @@ impl Engine {
                 }));
             }
             let command_id = command.command_id();
-            let chat_events = encode_all(&events, command_id, 0, now)?;
-            let mut index = events.len() as u32;
-            let mut appends = vec![StreamAppend {
-                stream_id: stream.clone(),
-                expected: ExpectedVersion::Exact(version),
-                events: chat_events,
-            }];
-            let mut agent_updates = Vec::new();
+            let mut staged = Staged::new(command_id, now);
+            staged.push(stream.clone(), version, &events, next.clone())?;
             if state.agent != next.agent {
                 let changes = [
                     state
                         .agent
-                        .map(|agent| AgentCommand::Release { agent, chat }),
-                    next.agent.map(|agent| AgentCommand::Claim { agent, chat }),
+                        .map(|agent| (agent, AgentCommand::Release { agent, chat })),
+                    next.agent
+                        .map(|agent| (agent, AgentCommand::Claim { agent, chat })),
                 ];
-                for agent_command in changes.into_iter().flatten() {
-                    let agent = match agent_command {
-                        AgentCommand::Release { agent, .. } | AgentCommand::Claim { agent, .. } => {
-                            agent
-                        }
-                        _ => unreachable!("only claims and releases are built here"),
-                    };
+                for (agent, agent_command) in changes.into_iter().flatten() {
                     let agent_stream = StreamId::new(agent.stream_name())?;
-                    let (agent_state, agent_version) = self.load::<Agent>(&agent_stream).await?;
-                    let agent_events = match Agent::decide(&agent_state, &agent_command, now) {
-                        Ok(events) => events,
-                        Err(rejection) => return Ok(Err(Refusal::Agent(rejection))),
-                    };
-                    if agent_events.is_empty() {
-                        continue;
+                    let staged_agent = self
+                        .stage::<Agent>(&mut staged, agent_stream, &agent_command, |_| false)
+                        .await?;
+                    if let Err(rejection) = staged_agent {
+                        return Ok(Err(Refusal::Agent(rejection)));
                     }
-                    let encoded = encode_all(&agent_events, command_id, index, now)?;
-                    index += agent_events.len() as u32;
-                    let mut agent_next = agent_state;
-                    for event in &agent_events {
-                        Agent::evolve(&mut agent_next, event);
-                    }
-                    agent_updates.push((
-                        agent_stream.clone(),
-                        agent_next,
-                        agent_version + agent_events.len() as u64,
-                    ));
-                    appends.push(StreamAppend {
-                        stream_id: agent_stream,
-                        expected: ExpectedVersion::Exact(agent_version),
-                        events: encoded,
-                    });
                 }
             }
-            match self.append(appends).await? {
-                Appended::Done(position) => {
-                    let new_version = version + events.len() as u64;
-                    self.inner
-                        .cache
-                        .put(stream.as_str(), next.clone(), new_version);
-                    for (agent_stream, agent_state, agent_version) in agent_updates {
-                        self.inner
-                            .cache
-                            .put(agent_stream.as_str(), agent_state, agent_version);
-                    }
-                    return Ok(Ok(Handled {
-                        events,
-                        state: next,
-                        version: new_version,
-                        position: Some(position),
-                    }));
-                }
-                Appended::Retry => {
-                    self.inner.cache.forget(stream.as_str());
-                    for (agent_stream, _, _) in &agent_updates {
-                        self.inner.cache.forget(agent_stream.as_str());
-                    }
-                }
+            if let Some(position) = self.commit(staged).await? {
+                return Ok(Ok(Handled {
+                    version: version + events.len() as u64,
+                    events,
+                    state: next,
+                    position: Some(position),
+                }));
             }
         }
         Err(EngineError::ConflictRetriesExhausted {
             stream: stream.to_string(),
             attempts: CONFLICT_RETRIES_MAX,
         })
+    }
+
+    /// Decides `command` for a companion stream (an agent's claim or release, a reference's
+    /// reservation) against its current state and stages its events in the same atomic write,
+    /// at the stream's exact version. `skip` leaves the stream out for a state where the command
+    /// has nothing to do. One path for every companion, so they commit, cache and retry alike.
+    async fn stage<C: Aggregate>(
+        &self,
+        staged: &mut Staged,
+        stream: StreamId,
+        command: &C::Command,
+        skip: impl FnOnce(&C::State) -> bool,
+    ) -> Result<Result<(), C::Rejection>, EngineError>
+    where
+        C::Event: Serialize + DeserializeOwned + EventKind + Send + Sync,
+        C::State: Send + Sync + 'static,
+    {
+        let (state, version) = self.load::<C>(&stream).await?;
+        if skip(&state) {
+            return Ok(Ok(()));
+        }
+        let events = match C::decide(&state, command, staged.now) {
+            Ok(events) => events,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        if events.is_empty() {
+            return Ok(Ok(()));
+        }
+        let mut next = state;
+        for event in &events {
+            C::evolve(&mut next, event);
+        }
+        staged.push(stream, version, &events, next)?;
+        Ok(Ok(()))
+    }
+
+    /// Appends a staged write. Done: every stream's new state goes into the cache. Conflict:
+    /// every stream is forgotten so the retry reloads it (`None`).
+    async fn commit(&self, staged: Staged) -> Result<Option<GlobalPosition>, EngineError> {
+        let streams: Vec<String> = staged
+            .appends
+            .iter()
+            .map(|append| append.stream_id.as_str().to_owned())
+            .collect();
+        match self.append(staged.appends).await? {
+            Appended::Done(position) => {
+                for put in staged.cache_updates {
+                    put(&self.inner.cache);
+                }
+                Ok(Some(position))
+            }
+            Appended::Retry => {
+                for stream in &streams {
+                    self.inner.cache.forget(stream);
+                }
+                Ok(None)
+            }
+        }
     }
 
     async fn append(&self, appends: Vec<StreamAppend>) -> Result<Appended, EngineError> {
@@ -852,6 +828,54 @@ impl Engine {
         let timer = world.deadlines.first().map(|(at, _)| *at);
         let wakeup = router.next_wakeup(&snapshot, now).filter(|at| *at > now);
         Ok(timer.into_iter().chain(wakeup).min())
+    }
+}
+
+/// Puts one stream's new state into the cache once its append is acknowledged.
+type CacheUpdate = Box<dyn FnOnce(&StateCache) + Send>;
+
+/// One atomic multi-stream write being assembled: the primary stream's events and those of its
+/// companions, with their event ids numbered in one sequence under the command id (so a retry
+/// derives the same ids) and the cache updates to apply once the append is acknowledged.
+struct Staged {
+    command_id: CommandId,
+    now: DateTime<Utc>,
+    next_index: u32,
+    appends: Vec<StreamAppend>,
+    cache_updates: Vec<CacheUpdate>,
+}
+
+impl Staged {
+    fn new(command_id: CommandId, now: DateTime<Utc>) -> Self {
+        Self {
+            command_id,
+            now,
+            next_index: 0,
+            appends: Vec::new(),
+            cache_updates: Vec::new(),
+        }
+    }
+
+    /// Adds one stream's events, expected at exactly `version`, whose state becomes `next`.
+    fn push<E: Serialize + EventKind, S: Send + Sync + 'static>(
+        &mut self,
+        stream: StreamId,
+        version: StreamVersion,
+        events: &[E],
+        next: S,
+    ) -> Result<(), EngineError> {
+        let encoded = encode_all(events, self.command_id, self.next_index, self.now)?;
+        self.next_index += events.len() as u32;
+        let new_version = version + events.len() as u64;
+        let key = stream.as_str().to_owned();
+        self.cache_updates
+            .push(Box::new(move |cache| cache.put(&key, next, new_version)));
+        self.appends.push(StreamAppend {
+            stream_id: stream,
+            expected: ExpectedVersion::Exact(version),
+            events: encoded,
+        });
+        Ok(())
     }
 }
 
