@@ -7,5 +7,6 @@
 //! e-mail/webhook outbox and live fan-out (see docs/ARCHITECTURE.md, "Runtime data flow").
 
 pub mod engine;
+pub mod http;
 pub mod fanout;
 pub mod outbox;

@@ -1,0 +1,9 @@
+//! The admin API (being written).
+
+use crate::http::App;
+use utoipa_axum::router::OpenApiRouter;
+
+/// The admin routes.
+pub(crate) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+}
