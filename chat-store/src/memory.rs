@@ -4,13 +4,15 @@
 //! One mutex around the whole log makes every append trivially atomic and commit-ordered; it is
 //! held only for in-memory work, never across an `.await`.
 
+use crate::chain::ChainLink;
 use crate::error::StoreError;
 use crate::plan::{LogState, Plan, plan_append, validate_appends, validate_read_count};
 use crate::store::{AppendOutcome, EventStore};
 use crate::types::{GlobalPosition, RecordedEvent, StreamAppend, StreamId, StreamVersion};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use crate::vault::{KeyVault, MemoryVault};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -19,6 +21,7 @@ use uuid::Uuid;
 pub struct MemoryStore {
     log: Mutex<Log>,
     head: watch::Sender<GlobalPosition>,
+    vault: Arc<MemoryVault>,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +46,10 @@ impl LogState for Log {
     fn head(&self) -> GlobalPosition {
         self.events.len() as u64
     }
+
+    fn head_link(&mut self) -> Result<Option<ChainLink>, StoreError> {
+        Ok(self.events.last().and_then(|e| e.chain))
+    }
 }
 
 impl Default for MemoryStore {
@@ -57,6 +64,7 @@ impl MemoryStore {
         Self {
             log: Mutex::new(Log::default()),
             head: watch::Sender::new(0),
+            vault: Arc::new(MemoryVault::new()),
         }
     }
 
@@ -145,5 +153,9 @@ impl EventStore for MemoryStore {
 
     fn subscribe(&self) -> watch::Receiver<GlobalPosition> {
         self.head.subscribe()
+    }
+
+    fn key_vault(&self) -> Option<Arc<dyn KeyVault>> {
+        Some(self.vault.clone())
     }
 }

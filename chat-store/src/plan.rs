@@ -6,6 +6,7 @@
 //! apart on what a retry, a conflict or a limit is; the PostgreSQL store, which decides inside the
 //! database, reuses [`validate_appends`] and [`check_retry`] and is held to the same answers by the conformance suite.
 
+use crate::chain::{ChainLink, link_all};
 use crate::error::StoreError;
 use crate::types::{
     AppendResult, Conflict, EVENT_BYTES_MAX, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX,
@@ -138,6 +139,8 @@ pub(crate) trait LogState {
     fn event_by_id(&mut self, event_id: &Uuid) -> Result<Option<RecordedEvent>, StoreError>;
     /// The last global position (0 when empty).
     fn head(&self) -> GlobalPosition;
+    /// The chain link of the record at the head (`None`: empty, or a legacy record).
+    fn head_link(&mut self) -> Result<Option<ChainLink>, StoreError>;
 }
 
 /// What a valid append turns into.
@@ -199,10 +202,13 @@ pub(crate) fn plan_append(
                 correlation_id: event.correlation_id,
                 causation_id: event.causation_id,
                 payload: event.payload.clone(),
+                chain: None,
             });
         }
         stream_versions.push((append.stream_id.clone(), version));
     }
+    let previous = state.head_link()?;
+    link_all(previous, &mut records);
     Ok(Ok(Plan::Write {
         records,
         result: AppendResult {

@@ -33,7 +33,10 @@
 //! skipped. After a failed write or flush the store refuses further appends: sled's in-memory
 //! state may then be ahead of the disk, and only a reopen tells what is really there.
 
+use crate::chain::ChainLink;
 use crate::error::StoreError;
+use crate::sled_vault::SledKeyVault;
+use crate::vault::KeyVault;
 use crate::plan::{LogState, Plan, plan_append, validate_appends, validate_read_count};
 use crate::store::{AppendOutcome, EventStore};
 use crate::types::{GlobalPosition, RecordedEvent, StreamAppend, StreamId, StreamVersion};
@@ -74,6 +77,7 @@ pub struct SledStore {
     path: PathBuf,
     requests: Option<mpsc::Sender<Request>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    vault: Arc<SledKeyVault>,
 }
 
 #[derive(Debug)]
@@ -137,6 +141,7 @@ impl SledStore {
                 ),
             ));
         }
+        let vault = Arc::new(SledKeyVault::open(&db)?);
         let shared = Arc::new(Shared {
             db,
             path: path.clone(),
@@ -156,6 +161,7 @@ impl SledStore {
             path,
             requests: Some(requests),
             writer: Mutex::new(Some(writer)),
+            vault,
         })
     }
 
@@ -261,6 +267,9 @@ struct Header {
     recorded_at_ns: u32,
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
+    /// The hash-chain link (`crate::chain`); absent in records written before the chain.
+    #[serde(default)]
+    chain: Option<ChainLink>,
 }
 
 fn encode(record: &RecordedEvent) -> Result<Vec<u8>, StoreError> {
@@ -275,6 +284,7 @@ fn encode(record: &RecordedEvent) -> Result<Vec<u8>, StoreError> {
         recorded_at_ns: record.recorded_at.timestamp_subsec_nanos(),
         correlation_id: record.correlation_id,
         causation_id: record.causation_id,
+        chain: record.chain,
     };
     let header = rmp_serde::to_vec_named(&header).map_err(|e| {
         StoreError::Backend(format!("cannot encode event {}: {e}", record.event_id))
@@ -335,6 +345,7 @@ fn decode(position: GlobalPosition, bytes: &[u8]) -> Result<RecordedEvent, Store
         correlation_id: header.correlation_id,
         causation_id: header.causation_id,
         payload: bytes[RECORD_PREFIX_BYTES + header_len..].to_vec(),
+        chain: header.chain,
     })
 }
 
@@ -385,6 +396,8 @@ struct Overlay<'a> {
     versions: BTreeMap<StreamId, StreamVersion>,
     ids: BTreeMap<Uuid, RecordedEvent>,
     head: GlobalPosition,
+    /// The link of the last record added to this batch (`None`: nothing added yet).
+    head_link: Option<Option<ChainLink>>,
 }
 
 impl LogState for Overlay<'_> {
@@ -441,6 +454,19 @@ impl LogState for Overlay<'_> {
     fn head(&self) -> GlobalPosition {
         self.head
     }
+
+    fn head_link(&mut self) -> Result<Option<ChainLink>, StoreError> {
+        if let Some(link) = self.head_link {
+            return Ok(link);
+        }
+        if self.head == 0 {
+            return Ok(None);
+        }
+        let record = read_record(self.db, self.head)?
+            .ok_or_else(|| SledStore::corrupt(self.head, "the record is missing"))?;
+        self.head_link = Some(record.chain);
+        Ok(record.chain)
+    }
 }
 
 impl Overlay<'_> {
@@ -453,6 +479,7 @@ impl Overlay<'_> {
         );
         batch.insert(&id_key(&record.event_id), &position);
         self.head = record.global_position;
+        self.head_link = Some(record.chain);
         self.versions
             .insert(record.stream_id.clone(), record.stream_version);
         self.ids.insert(record.event_id, record);
@@ -484,6 +511,7 @@ fn write_loop(shared: &Shared, mut queue: mpsc::Receiver<Request>) {
             versions: BTreeMap::new(),
             ids: BTreeMap::new(),
             head: durable,
+            head_link: None,
         };
         let mut batch = sled::Batch::default();
         let mut answers = Vec::with_capacity(requests.len());
@@ -712,6 +740,10 @@ impl EventStore for SledStore {
 
     fn subscribe(&self) -> watch::Receiver<GlobalPosition> {
         self.shared.head.subscribe()
+    }
+
+    fn key_vault(&self) -> Option<Arc<dyn KeyVault>> {
+        Some(self.vault.clone())
     }
 }
 

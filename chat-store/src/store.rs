@@ -9,7 +9,9 @@ use crate::types::{
     AppendResult, Conflict, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent, StreamAppend,
     StreamId, StreamVersion,
 };
+use crate::vault::KeyVault;
 use async_trait::async_trait;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// The result of an append: the outer `Err` is a broken request or backend, the inner `Err` the
@@ -70,4 +72,16 @@ pub trait EventStore: Send + Sync + 'static {
     /// A wake-up channel carrying the last committed global position. It only says "something
     /// new"; readers then `read_all` from their own position, so a missed wake-up loses nothing.
     fn subscribe(&self) -> watch::Receiver<GlobalPosition>;
+
+    /// The key vault kept beside this log, holding the keys of sealed values
+    /// ([`crate::seal`]); `None` for a store without one (then nothing can be sealed).
+    fn key_vault(&self) -> Option<Arc<dyn KeyVault>> {
+        None
+    }
+
+    /// Whether this store seals on append and opens on read itself (a [`crate::SealedStore`]),
+    /// so that a caller does not wrap it twice.
+    fn is_sealing(&self) -> bool {
+        false
+    }
 }

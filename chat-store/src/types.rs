@@ -108,7 +108,11 @@ pub struct NewEvent {
 }
 
 /// One event as stored: the full envelope.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Equality compares the envelope and payload, not [`RecordedEvent::chain`]: the link is a
+/// function of the record and the log before it, checked by [`crate::verify`], and a record
+/// read from a store equals the record a test expects without recomputing the chain.
+#[derive(Clone, Debug)]
 pub struct RecordedEvent {
     /// Client-chosen id.
     pub event_id: Uuid,
@@ -130,6 +134,24 @@ pub struct RecordedEvent {
     pub causation_id: Option<Uuid>,
     /// MessagePack payload.
     pub payload: Vec<u8>,
+    /// The record's link in the global hash chain (tamper evidence, [`crate::chain_link`]);
+    /// `None` for a record written before the chain existed.
+    pub chain: Option<crate::ChainLink>,
+}
+
+impl PartialEq for RecordedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_id == other.event_id
+            && self.stream_id == other.stream_id
+            && self.stream_version == other.stream_version
+            && self.global_position == other.global_position
+            && self.event_type == other.event_type
+            && self.schema_version == other.schema_version
+            && self.recorded_at == other.recorded_at
+            && self.correlation_id == other.correlation_id
+            && self.causation_id == other.causation_id
+            && self.payload == other.payload
+    }
 }
 
 /// The events for one stream inside a (possibly multi-stream) append.

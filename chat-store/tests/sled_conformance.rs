@@ -80,6 +80,10 @@ impl EventStore for TempSled {
     fn subscribe(&self) -> watch::Receiver<GlobalPosition> {
         self.store.subscribe()
     }
+
+    fn key_vault(&self) -> Option<std::sync::Arc<dyn chat_store::KeyVault>> {
+        self.store.key_vault()
+    }
 }
 
 chat_store::conformance_tests!(Sled);

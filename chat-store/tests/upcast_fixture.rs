@@ -238,6 +238,7 @@ fn recorded(event_type: &str, schema_version: u16, payload: Vec<u8>) -> Recorded
         correlation_id: None,
         causation_id: None,
         payload,
+        chain: None,
     }
 }
 

@@ -81,6 +81,7 @@ pub fn expected_record(
         correlation_id: event.correlation_id,
         causation_id: event.causation_id,
         payload: event.payload.clone(),
+        chain: None,
     }
 }
 

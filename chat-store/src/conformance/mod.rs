@@ -50,9 +50,14 @@
 //! Time stamps in the suite have microsecond precision: that is what every store must keep
 //! (PostgreSQL's `timestamptz` keeps no more).
 
+mod audit;
 mod checks;
 mod model;
 
+pub use audit::{
+    e5_hash_chain_links_every_record, x4_key_vault_creates_and_shreds,
+    x4_sealed_values_are_shredded,
+};
 pub use checks::*;
 pub use model::e1_model_based_random_operations;
 
@@ -172,6 +177,9 @@ macro_rules! conformance_tests {
             e1_subscribe_wakes_on_commit,
             e3_reopen_keeps_everything,
             e1_model_based_random_operations,
+            e5_hash_chain_links_every_record,
+            x4_key_vault_creates_and_shreds,
+            x4_sealed_values_are_shredded,
         );
     };
     (@checks $factory:expr; $($check:ident),* $(,)?) => {

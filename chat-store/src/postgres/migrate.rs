@@ -21,11 +21,18 @@ struct Migration {
 }
 
 /// Every migration this build knows. Append only: a released migration is never edited.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "chain_and_keys",
+        sql: include_str!("migrations/0002_chain_and_keys.sql"),
+    },
+];
 
 /// Brings `schema` up to the newest migration.
 pub(super) async fn migrate(

@@ -25,10 +25,14 @@ mod listen;
 mod migrate;
 #[cfg(feature = "testing")]
 mod testing;
+mod vault;
+
+pub use vault::PostgresKeyVault;
 
 #[cfg(feature = "testing")]
 pub use testing::{HeldAppend, POSTGRES_TEST_URL_VAR, PostgresTestDatabase};
 
+use crate::chain::{ChainLink, link_all};
 use crate::error::StoreError;
 use crate::plan::{check_retry, validate_appends, validate_read_count};
 use crate::store::{AppendOutcome, EventStore};
@@ -387,35 +391,41 @@ const SQL_HEAD_ANY: &str = "INSERT INTO streams (stream_id, version) VALUES ($1,
 /// The version a failed expectation met (a new statement, so it sees the winner's commit).
 const SQL_STREAM_VERSION: &str = "SELECT version FROM streams WHERE stream_id = $1";
 
-/// Takes the global head's row lock (held until commit: the visibility rule), inserts every
-/// event in one statement at the positions after the head, and queues the wake-up.
+/// Takes the global head's row lock (held until commit: the visibility rule) and reserves the
+/// positions after it; returns the new head and the link of the old head's event, which the new
+/// events chain to (docs/AUDIT.md).
+const SQL_TAKE_HEAD: &str =
+    "UPDATE log_head SET position = position + $1 RETURNING position, chain";
+
+/// Inserts every event in one statement at the reserved positions, with its chain link, moves the
+/// head's link, and queues the wake-up.
 const SQL_WRITE_EVENTS: &str = "\
-WITH head AS (
-    UPDATE log_head SET position = position + $1 RETURNING position
-), written AS (
+WITH written AS (
     INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type,
                         schema_version, recorded_at_s, recorded_at_ns, correlation_id,
-                        causation_id, payload)
-    SELECT head.position - $1 + e.ord, e.event_id, e.stream_id, e.stream_version, e.event_type,
+                        causation_id, payload, chain)
+    SELECT $1::int8 + e.ord - 1, e.event_id, e.stream_id, e.stream_version, e.event_type,
            e.schema_version, e.recorded_at_s, e.recorded_at_ns, e.correlation_id,
-           e.causation_id, e.payload
-    FROM head, unnest($2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::int8[],
-                      $8::int4[], $9::uuid[], $10::uuid[], $11::bytea[])
+           e.causation_id, e.payload, e.chain
+    FROM unnest($2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::int8[],
+                $8::int4[], $9::uuid[], $10::uuid[], $11::bytea[], $12::bytea[])
          WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, schema_version,
                               recorded_at_s, recorded_at_ns, correlation_id, causation_id,
-                              payload, ord)
+                              payload, chain, ord)
     RETURNING 1
+), linked AS (
+    UPDATE log_head SET chain = $13 RETURNING 1
 ), notified AS (
-    SELECT pg_notify($12, head.position::text) FROM head
+    SELECT pg_notify($14, $15::text)
 )
-SELECT head.position, (SELECT count(*) FROM written), (SELECT count(*) FROM notified)
-FROM head";
+SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM linked),
+       (SELECT count(*) FROM notified)";
 
 /// The envelope columns every read returns, in the order `recorded_event` expects.
 macro_rules! event_columns {
     () => {
         "global_position, event_id, stream_id, stream_version, event_type, schema_version, \
-         recorded_at_s, recorded_at_ns, correlation_id, causation_id, payload"
+         recorded_at_s, recorded_at_ns, correlation_id, causation_id, payload, chain"
     };
 }
 const SQL_READ_ALL: &str = concat!(
@@ -507,41 +517,69 @@ async fn write_in(
         return Ok(Err(conflict));
     }
     let total: usize = appends.iter().map(|a| a.events.len()).sum();
-    let mut ids = Vec::with_capacity(total);
-    let mut streams = Vec::with_capacity(total);
-    let mut versions = Vec::with_capacity(total);
-    let mut types = Vec::with_capacity(total);
-    let mut schema_versions = Vec::with_capacity(total);
-    let mut seconds = Vec::with_capacity(total);
-    let mut nanos = Vec::with_capacity(total);
-    let mut correlations = Vec::with_capacity(total);
-    let mut causations = Vec::with_capacity(total);
-    let mut payloads = Vec::with_capacity(total);
+    let count = to_db(total as u64);
+    let sql = tx.prepare_cached(SQL_TAKE_HEAD).await?;
+    let head = tx.query_one(&sql, &[&count]).await?;
+    let last_position = from_db(head.try_get(0)?, 0)?;
+    let previous: Option<Vec<u8>> = head.try_get(1)?;
+    let previous = previous
+        .map(|link| {
+            ChainLink::try_from(link.as_slice()).map_err(|_| StoreError::Corrupt {
+                position: last_position - total as u64,
+                reason: format!("the head's chain link has {} bytes", link.len()),
+            })
+        })
+        .transpose()?;
+    let first_position = last_position + 1 - total as u64;
+    let mut records = Vec::with_capacity(total);
     let mut stream_versions = Vec::with_capacity(appends.len());
     for (append, new_version) in appends.iter().zip(&new_versions) {
         let last = new_version.unwrap_or_default();
         let first = last + 1 - append.events.len() as u64;
         for (offset, event) in append.events.iter().enumerate() {
-            ids.push(event.event_id);
-            streams.push(append.stream_id.as_str());
-            versions.push(to_db(first + offset as u64));
-            types.push(event.event_type.as_str());
-            schema_versions.push(i32::from(event.schema_version));
-            seconds.push(event.recorded_at.timestamp());
-            nanos.push(event.recorded_at.timestamp_subsec_nanos() as i32);
-            correlations.push(event.correlation_id);
-            causations.push(event.causation_id);
-            payloads.push(event.payload.as_slice());
+            records.push(RecordedEvent {
+                event_id: event.event_id,
+                stream_id: append.stream_id.clone(),
+                stream_version: first + offset as u64,
+                global_position: first_position + records.len() as u64,
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                recorded_at: event.recorded_at,
+                correlation_id: event.correlation_id,
+                causation_id: event.causation_id,
+                payload: event.payload.clone(),
+                chain: None,
+            });
         }
         stream_versions.push((append.stream_id.clone(), last));
     }
-    let count = to_db(total as u64);
+    let head_link = link_all(previous, &mut records);
+    let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
+    let streams: Vec<&str> = records.iter().map(|r| r.stream_id.as_str()).collect();
+    let versions: Vec<i64> = records.iter().map(|r| to_db(r.stream_version)).collect();
+    let types: Vec<&str> = records.iter().map(|r| r.event_type.as_str()).collect();
+    let schema_versions: Vec<i32> = records
+        .iter()
+        .map(|r| i32::from(r.schema_version))
+        .collect();
+    let seconds: Vec<i64> = records.iter().map(|r| r.recorded_at.timestamp()).collect();
+    let nanos: Vec<i32> = records
+        .iter()
+        .map(|r| r.recorded_at.timestamp_subsec_nanos() as i32)
+        .collect();
+    let correlations: Vec<Option<Uuid>> = records.iter().map(|r| r.correlation_id).collect();
+    let causations: Vec<Option<Uuid>> = records.iter().map(|r| r.causation_id).collect();
+    let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+    let links: Vec<&[u8]> = records
+        .iter()
+        .map(|r| r.chain.as_ref().map_or(&[][..], |l| &l[..]))
+        .collect();
     let sql = tx.prepare_cached(SQL_WRITE_EVENTS).await?;
     let row = tx
         .query_one(
             &sql,
             &[
-                &count,
+                &to_db(first_position),
                 &ids,
                 &streams,
                 &versions,
@@ -552,21 +590,22 @@ async fn write_in(
                 &correlations,
                 &causations,
                 &payloads,
+                &links,
+                &&head_link[..],
                 &channel,
+                &last_position.to_string(),
             ],
         )
         .await?;
-    let last_position: i64 = row.try_get(0)?;
-    let written: i64 = row.try_get(1)?;
+    let written: i64 = row.try_get(0)?;
     if written != count {
         return Err(WriteError::Store(StoreError::Backend(format!(
             "the events insert wrote {written} of {count} rows"
         ))));
     }
-    let last_position = from_db(last_position, 0)?;
     Ok(Ok(AppendResult {
         stream_versions,
-        first_position: last_position + 1 - total as u64,
+        first_position,
         last_position,
     }))
 }
@@ -681,6 +720,12 @@ impl EventStore for PostgresStore {
     fn subscribe(&self) -> watch::Receiver<GlobalPosition> {
         self.head.subscribe()
     }
+
+    fn key_vault(&self) -> Option<Arc<dyn crate::KeyVault>> {
+        Some(Arc::new(PostgresKeyVault {
+            pool: self.pool.clone(),
+        }))
+    }
 }
 
 async fn checkout(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
@@ -744,6 +789,14 @@ fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         correlation_id: row.try_get(8).map_err(backend)?,
         causation_id: row.try_get(9).map_err(backend)?,
         payload: row.try_get(10).map_err(backend)?,
+        chain: row
+            .try_get::<_, Option<Vec<u8>>>(11)
+            .map_err(backend)?
+            .map(|link| {
+                ChainLink::try_from(link.as_slice())
+                    .map_err(|_| corrupt(format!("a chain link of {} bytes", link.len())))
+            })
+            .transpose()?,
     })
 }
 
