@@ -19,6 +19,7 @@ pub mod demo;
 pub mod error;
 pub mod ops;
 pub mod service;
+pub mod views;
 pub mod visitor;
 pub mod web;
 pub mod ws;

@@ -132,7 +132,11 @@ async fn open(
 /// The JSON frame of one event: position, stream, type and the event itself.
 pub fn event_frame(followed: &Followed) -> Option<Value> {
     let (kind, event) = match &followed.event {
-        DomainEvent::Chat { event, .. } => (event.event_type(), serde_json::to_value(event).ok()?),
+        DomainEvent::Chat { event, .. } => {
+            let mut event = serde_json::to_value(event).ok()?;
+            strip_secrets(&mut event);
+            (event_type(&followed.event)?, event)
+        }
         DomainEvent::Agent { event, .. } => (event.event_type(), serde_json::to_value(event).ok()?),
         _ => return None,
     };
@@ -142,6 +146,27 @@ pub fn event_frame(followed: &Followed) -> Option<Value> {
         "type": kind,
         "event": event,
     }))
+}
+
+fn event_type(event: &DomainEvent) -> Option<&'static str> {
+    match event {
+        DomainEvent::Chat { event, .. } => Some(event.event_type()),
+        DomainEvent::Agent { event, .. } => Some(event.event_type()),
+        _ => None,
+    }
+}
+
+/// Removes every `resume_token` from a pushed event: the token is the visitor's credential, and
+/// agents and supervisors receive `ChatStarted` too.
+fn strip_secrets(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.remove("resume_token");
+            map.values_mut().for_each(strip_secrets);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_secrets),
+        _ => {}
+    }
 }
 
 /// Pushes the subscription's events to the socket until either side ends.
