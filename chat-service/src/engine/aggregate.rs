@@ -10,8 +10,8 @@ use crate::engine::codec::Codec;
 use crate::engine::error::EngineError;
 use chat_core::agent::Agent;
 use chat_core::config::{
-    AccountSettings, AdminCommand, ConfigRejection, Contact, ModuleDecider, ModuleEvent,
-    QueueDecider, QueueEvent, ReferenceKind, Reservation, ReservationCommand, Stamped,
+    AccountSettings, AdminCommand, CannedDecider, ConfigRejection, Contact, ModuleDecider,
+    ModuleEvent, QueueDecider, QueueEvent, ReferenceKind, Reservation, ReservationCommand, Stamped,
     StrategyDecider, StrategyEvent,
 };
 use chat_core::conversation::Conversation;
@@ -228,6 +228,12 @@ impl Aggregate for Contact {
 }
 
 impl Aggregate for Reservation {
+    fn command_id(_: &Self::Command) -> Option<CommandId> {
+        None
+    }
+}
+
+impl Aggregate for CannedDecider {
     fn command_id(_: &Self::Command) -> Option<CommandId> {
         None
     }
