@@ -340,6 +340,12 @@ fn check_sequence(
         .collect();
     let restarted = Conversation::replay(&decoded);
     prop_assert_eq!(&restarted, &live);
+    // The same replay folding owned events (moving record and messages instead of cloning).
+    let mut owned = ChatState::default();
+    for event in decoded {
+        Conversation::evolve_owned(&mut owned, event);
+    }
+    prop_assert_eq!(&owned, &live);
     prop_assert_eq!(next_deadline(&restarted), next_deadline(&live));
     let ids: BTreeSet<_> = log.iter().map(ChatEvent::command_id).collect();
     prop_assert_eq!(ids, live.accepted_commands.clone());

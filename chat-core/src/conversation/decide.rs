@@ -14,6 +14,7 @@ use super::rejection::Rejection;
 use super::state::{ChatState, Phase, next_deadline};
 use crate::{AgentId, CaseId, CommandId, Decider, FieldValue, PAGE_VARS_MAX};
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The conversation aggregate: one stream per chat (`chat-<uuid>`).
@@ -103,7 +104,12 @@ impl Decider for Conversation {
     }
 
     fn evolve(state: &mut ChatState, event: &ChatEvent) {
-        state.apply(event);
+        state.apply(Cow::Borrowed(event));
+    }
+
+    /// Moves the chat record and messages into the state instead of cloning them (replay).
+    fn evolve_owned(state: &mut ChatState, event: ChatEvent) {
+        state.apply(Cow::Owned(event));
     }
 }
 

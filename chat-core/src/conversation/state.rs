@@ -10,6 +10,7 @@ use super::model::{ChatMessage, Disposition, Party, QueueCause, Redaction};
 use crate::{AgentId, CommandId, QueueId};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// Where a chat is in its life. Offline, unmanaged, timed out and so on are not phases but the
@@ -71,13 +72,41 @@ impl ChatState {
         matches!(self.phase, Phase::Queued | Phase::AsyncOpen | Phase::Active)
     }
 
-    /// Applies one event (the body of `Conversation::evolve`).
-    pub(crate) fn apply(&mut self, event: &ChatEvent) {
+    /// Applies one event: the one fold, behind both `Conversation::evolve` (a borrowed event)
+    /// and `Conversation::evolve_owned` (an owned one).
+    ///
+    /// Why a `Cow`: the state keeps two parts of an event whole, the chat record and each
+    /// message. Folding a borrowed event has to clone them; a replay decodes owned events and
+    /// drops them right after, so it moves them instead (no allocation, no copy of the text).
+    /// The rules read the event by reference ([`Self::follow`]); only keeping those two parts
+    /// ([`Self::keep`]) depends on who owns it, so the rules exist once.
+    pub(crate) fn apply(&mut self, event: Cow<'_, ChatEvent>) {
+        self.follow(&event);
+        self.keep(event);
+    }
+
+    /// Stores the parts of `event` the state keeps whole: moved out of an owned event, cloned
+    /// out of a borrowed one. Independent of [`Self::follow`], which reads only `Copy` fields.
+    fn keep(&mut self, event: Cow<'_, ChatEvent>) {
+        match event {
+            Cow::Owned(ChatEvent::ChatStarted { record, .. }) => self.record = Some(*record),
+            Cow::Borrowed(ChatEvent::ChatStarted { record, .. }) => {
+                self.record = Some((**record).clone());
+            }
+            Cow::Owned(ChatEvent::MessagePosted { message, .. }) => self.messages.push(*message),
+            Cow::Borrowed(ChatEvent::MessagePosted { message, .. }) => {
+                self.messages.push((**message).clone());
+            }
+            Cow::Owned(_) | Cow::Borrowed(_) => {}
+        }
+    }
+
+    /// Every rule of the fold except keeping the record and the messages ([`Self::keep`]).
+    fn follow(&mut self, event: &ChatEvent) {
         self.version += 1;
         self.accepted_commands.insert(event.command_id());
         match event {
-            ChatEvent::ChatStarted { at, record, .. } => {
-                self.record = Some((**record).clone());
+            ChatEvent::ChatStarted { at, .. } => {
                 self.episode = 1;
                 self.enter_queue(*at, None);
             }
@@ -123,7 +152,6 @@ impl ChatState {
                     Party::Visitor | Party::System => {}
                 }
                 self.episode_messages += 1;
-                self.messages.push((**message).clone());
             }
             ChatEvent::EpisodeEnded { disposition, .. } => {
                 self.phase = Phase::Ended;
