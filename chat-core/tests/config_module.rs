@@ -912,3 +912,78 @@ fn t1_strategy_rules_are_validated() {
             object: "trigger strategy",
         });
 }
+
+#[test]
+fn a6_the_case_template_is_bounded_keyed_and_copied_by_duplicate() {
+    use chat_core::config::{CASE_TEMPLATE_FIELDS_MAX, CASE_TEMPLATE_VALUE_CHARS_MAX};
+    use std::collections::BTreeMap;
+    let template = |n: usize, value_chars: usize| -> BTreeMap<String, String> {
+        (0..n)
+            .map(|i| (format!("field_{i}"), "v".repeat(value_chars)))
+            .collect()
+    };
+    let full = template(CASE_TEMPLATE_FIELDS_MAX, CASE_TEMPLATE_VALUE_CHARS_MAX);
+    given::<ModuleDecider>(&[created()])
+        .when(
+            &cmd(ModuleCommand::SetCaseTemplate {
+                template: full.clone(),
+            }),
+            now(),
+        )
+        .then_events(&[stamp(ModuleEvent::CaseTemplateSet {
+            template: full.clone(),
+        })]);
+    given::<ModuleDecider>(&[created()])
+        .when(
+            &cmd(ModuleCommand::SetCaseTemplate {
+                template: template(CASE_TEMPLATE_FIELDS_MAX + 1, 1),
+            }),
+            now(),
+        )
+        .then_rejected(ConfigRejection::TooMany {
+            field: "case_template".into(),
+            max: CASE_TEMPLATE_FIELDS_MAX,
+        });
+    given::<ModuleDecider>(&[created()])
+        .when(
+            &cmd(ModuleCommand::SetCaseTemplate {
+                template: template(1, CASE_TEMPLATE_VALUE_CHARS_MAX + 1),
+            }),
+            now(),
+        )
+        .then_rejected(ConfigRejection::TooLong {
+            field: "case_template.field_0".into(),
+            chars_max: CASE_TEMPLATE_VALUE_CHARS_MAX,
+        });
+    let bad_key = BTreeMap::from([("Priority".to_owned(), "high".to_owned())]);
+    given::<ModuleDecider>(&[created()])
+        .when(
+            &cmd(ModuleCommand::SetCaseTemplate { template: bad_key }),
+            now(),
+        )
+        .then_rejected(ConfigRejection::InvalidKey {
+            field: "case_template".into(),
+            value: "Priority".into(),
+            allowed: "lowercase letters, digits and _",
+        });
+    let history = [
+        created(),
+        stamp(ModuleEvent::CaseTemplateSet {
+            template: full.clone(),
+        }),
+    ];
+    assert_eq!(live(&history).case_template, full);
+    let copy = ModuleDecider::decide(
+        &ModuleState::default(),
+        &cmd(ModuleCommand::Duplicate {
+            id: COPY,
+            reference: "copy".into(),
+            name: "Copy".into(),
+            source: Box::new(live(&history)),
+        }),
+        now(),
+    )
+    .expect("duplicated");
+    assert!(copy.iter().any(|e| matches!(&e.event,
+        ModuleEvent::CaseTemplateSet { template } if *template == full)));
+}

@@ -5,7 +5,8 @@ mod config_support;
 use chat_core::config::{
     AdminCommand, CANNED_LOOKUP_RESULTS_MAX, CannedCommand, CannedContent, CannedDecider,
     CannedEvent, CannedLibrary, CannedScope, ConfigRejection, Level, MEMBERS_PER_QUEUE_MAX,
-    QueueCommand, QueueDecider, QueueEvent, Stamped,
+    QueueCommand, QueueDecider, QueueEvent, QueuePolicy, RepeatMode, SAME_AGENT_WAIT_S_MAX,
+    Selection, Stamped,
 };
 use chat_core::{AgentId, CannedResponseId, Decider, QueueId, given};
 use config_support::{ADMIN, now, stamp};
@@ -72,6 +73,48 @@ fn r1_members_have_levels_and_level_two_only_gets_transfers() {
             field: "members".into(),
             value: ANNA.to_string(),
         });
+}
+
+#[test]
+fn r3_r4_a_queue_policy_is_configuration_with_a_bounded_wait() {
+    let same = |wait_s| QueuePolicy {
+        selection: Selection::RoundRobin,
+        repeat: RepeatMode::Same { wait_s },
+    };
+    let created = QueueDecider::replay(&[queue_created()]).queue.unwrap();
+    assert_eq!(created.policy, QueuePolicy::default());
+    assert_eq!(created.policy.selection, Selection::LongestIdle);
+    given::<QueueDecider>(&[queue_created()])
+        .when(
+            &queue(QueueCommand::SetPolicy {
+                policy: same(SAME_AGENT_WAIT_S_MAX),
+            }),
+            now(),
+        )
+        .then_events(&[stamp(QueueEvent::PolicySet {
+            policy: same(SAME_AGENT_WAIT_S_MAX),
+        })]);
+    given::<QueueDecider>(&[queue_created()])
+        .when(
+            &queue(QueueCommand::SetPolicy {
+                policy: same(SAME_AGENT_WAIT_S_MAX + 1),
+            }),
+            now(),
+        )
+        .then_rejected(ConfigRejection::OutOfRange {
+            field: "policy.repeat.wait_s".into(),
+            min: 0,
+            max: u64::from(SAME_AGENT_WAIT_S_MAX),
+            value: u64::from(SAME_AGENT_WAIT_S_MAX) + 1,
+        });
+    let set = [
+        queue_created(),
+        stamp(QueueEvent::PolicySet { policy: same(60) }),
+    ];
+    assert_eq!(QueueDecider::replay(&set).queue.unwrap().policy, same(60));
+    given::<QueueDecider>(&set)
+        .when(&queue(QueueCommand::SetPolicy { policy: same(60) }), now())
+        .then_events(&[]);
 }
 
 #[test]

@@ -7,16 +7,21 @@
 mod engine_common;
 
 use chat_core::AgentId;
+use chat_core::FieldValue;
+use chat_core::config::{
+    AdminCommand, ModuleCommand, ModuleDecider, QueueCommand, QueueDecider, QueuePolicy,
+    RepeatMode, Selection,
+};
 use chat_core::conversation::{
     ChatCommand, ChatEvent, Disposition, EndedBy, MessageBody, OfflineReason, Party, Phase,
 };
 use chat_core::{CommandId, MessageId};
-use chat_routing::RepeatMode;
 use chat_service::engine::{
-    Board, ChatQuery, EngineOptions, ManualClock, PastChats, QueuePolicy, Statistics, rebuild,
+    Board, ChatQuery, EngineOptions, ManualClock, PastChats, Statistics, rebuild,
 };
 use chrono::TimeDelta;
 use engine_common::*;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const ANN: AgentId = AgentId::from_u128(0xa1);
@@ -211,18 +216,78 @@ async fn c3_a_chat_nobody_online_can_take_ends_unmanaged(backend: Backend) {
 }
 on_every_store!(c3_a_chat_nobody_online_can_take_ends_unmanaged);
 
+async fn a6_nobody_online_makes_a_case_carrying_the_module_template(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let store = backend.open().await;
+    let engine = start(store.clone(), clock, EngineOptions::default()).await;
+    configure(&engine, true, &[ANN]).await;
+    let module = MODULE.stream_name();
+    let state = engine.state::<ModuleDecider>(&module).await.unwrap();
+    let mut settings = state.module.expect("configured").settings;
+    settings.case_when_no_agent = true;
+    let template = BTreeMap::from([
+        ("category".to_owned(), "chat".to_owned()),
+        ("priority".to_owned(), "high".to_owned()),
+    ]);
+    for command in [
+        ModuleCommand::Update { settings },
+        ModuleCommand::SetCaseTemplate {
+            template: template.clone(),
+        },
+    ] {
+        engine
+            .handle::<ModuleDecider>(&module, &AdminCommand::new(ADMIN, command))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let chat = new_chat(1);
+    engine.start_chat(chat.clone()).await.unwrap().unwrap();
+    engine.settle().await.unwrap();
+    let cases: Vec<_> = chat_events(&store, chat.chat)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            ChatEvent::CaseCreated { case, .. } => Some(case),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cases.len(), 1, "one case for the unattended chat");
+    let expected: BTreeMap<String, FieldValue> = template
+        .into_iter()
+        .map(|(k, v)| (k, FieldValue::Text(v)))
+        .collect();
+    assert_eq!(cases[0].template, expected);
+    assert_eq!(
+        cases[0].requested_by, None,
+        "nobody asked: no agent was available"
+    );
+    engine.shutdown().await;
+    assert!(engine.failures().is_empty(), "{:?}", engine.failures());
+    backend.clean_up().await;
+}
+on_every_store!(a6_nobody_online_makes_a_case_carrying_the_module_template);
+
 async fn c7_r3_a_resumed_chat_returns_to_the_same_online_agent(backend: Backend) {
     let clock = Arc::new(ManualClock::new(t0()));
-    let mut options = EngineOptions::default();
-    options.queue_policies.insert(
-        QUEUE,
-        QueuePolicy {
-            selection: chat_routing::Selection::LongestIdle,
+    let engine = start(
+        backend.open().await,
+        clock.clone(),
+        EngineOptions::default(),
+    )
+    .await;
+    configure(&engine, true, &[ANN, BOB]).await;
+    let policy = QueueCommand::SetPolicy {
+        policy: QueuePolicy {
+            selection: Selection::LongestIdle,
             repeat: RepeatMode::Same { wait_s: 300 },
         },
-    );
-    let engine = start(backend.open().await, clock.clone(), options).await;
-    configure(&engine, true, &[ANN, BOB]).await;
+    };
+    engine
+        .handle::<QueueDecider>(&QUEUE.stream_name(), &AdminCommand::new(ADMIN, policy))
+        .await
+        .unwrap()
+        .unwrap();
     online(&engine, ANN, 3).await;
     online(&engine, BOB, 3).await;
     let chat = new_chat(1);

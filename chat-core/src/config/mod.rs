@@ -44,13 +44,15 @@ pub use form::{
     OPTIONS_PER_FIELD_MAX, Submission, ValidatedForm, validate_submission,
 };
 pub use module::{
-    APPEARANCE_TEXT_CHARS_MAX, AVATARS_MAX, Appearance, AttachmentFlags,
-    CONCURRENT_CHATS_LIMIT_MAX, EXTERNAL_USES_MAX, EndOfInteraction, LanguageSetting, Module,
-    ModuleCatalogue, ModuleCommand, ModuleDecider, ModuleEvent, ModuleSettings, ModuleState,
-    STRATEGIES_PER_MODULE_MAX, Style, TAG_CHARS_MAX, TAGS_PER_MODULE_MAX, ZoneSetting, public_path,
+    APPEARANCE_TEXT_CHARS_MAX, AVATARS_MAX, Appearance, AttachmentFlags, CASE_TEMPLATE_FIELDS_MAX,
+    CASE_TEMPLATE_VALUE_CHARS_MAX, CONCURRENT_CHATS_LIMIT_MAX, EXTERNAL_USES_MAX, EndOfInteraction,
+    LanguageSetting, Module, ModuleCatalogue, ModuleCommand, ModuleDecider, ModuleEvent,
+    ModuleSettings, ModuleState, STRATEGIES_PER_MODULE_MAX, Style, TAG_CHARS_MAX,
+    TAGS_PER_MODULE_MAX, ZoneSetting, public_path,
 };
 pub use queue::{
-    Level, MEMBERS_PER_QUEUE_MAX, Queue, QueueCommand, QueueDecider, QueueEvent, QueueState,
+    Level, MEMBERS_PER_QUEUE_MAX, Queue, QueueCommand, QueueDecider, QueueEvent, QueuePolicy,
+    QueueState, RepeatMode, SAME_AGENT_WAIT_S_MAX, Selection,
 };
 pub use reservation::{
     ReferenceKind, Reservation, ReservationCommand, ReservationEvent, reservation_stream,

@@ -20,6 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Most tags on one module.
 pub const TAGS_PER_MODULE_MAX: usize = 20;
+/// Most fields of a module's case template (A6).
+pub const CASE_TEMPLATE_FIELDS_MAX: usize = 30;
+/// Longest value of a case template field, in characters.
+pub const CASE_TEMPLATE_VALUE_CHARS_MAX: usize = 1000;
 /// Longest tag, in characters.
 pub const TAG_CHARS_MAX: usize = 32;
 /// Most avatars of the advanced style (M4).
@@ -306,6 +310,9 @@ pub struct Module {
     pub strategies: BTreeMap<StrategyId, AttachmentFlags>,
     /// Registered external uses (M8, M9).
     pub external_uses: BTreeSet<ExternalUse>,
+    /// A6: the fields every case made from this module's chats carries (e.g. `priority`,
+    /// `category`), whether the case is made because nobody was online or by an agent.
+    pub case_template: BTreeMap<String, String>,
     /// The module this one was duplicated from (M7).
     pub duplicated_from: Option<ModuleId>,
 }
@@ -444,6 +451,11 @@ pub enum ModuleCommand {
         /// The strategy.
         strategy: StrategyId,
     },
+    /// A6: replace the case template.
+    SetCaseTemplate {
+        /// Field name (lowercase letters, digits, `_`) → value.
+        template: BTreeMap<String, String>,
+    },
     /// M8, M9: record an external use.
     RegisterUse {
         /// The use.
@@ -532,6 +544,11 @@ pub enum ModuleEvent {
         /// The strategy.
         strategy: StrategyId,
     },
+    /// The case template was replaced (A6).
+    CaseTemplateSet {
+        /// The new template.
+        template: BTreeMap<String, String>,
+    },
     /// An external use was registered.
     UseRegistered {
         /// The use.
@@ -561,6 +578,7 @@ impl EventKind for ModuleEvent {
             Self::StrategyDetached { .. } => "ModuleStrategyDetached",
             Self::UseRegistered { .. } => "ModuleUseRegistered",
             Self::UseReleased { .. } => "ModuleUseReleased",
+            Self::CaseTemplateSet { .. } => "ModuleCaseTemplateSet",
             Self::Deleted => "ModuleDeleted",
         }
     }
@@ -655,6 +673,11 @@ fn decide(
                 .iter()
                 .map(|tag| ModuleEvent::TagAdded { tag: tag.clone() }),
         );
+        if !source.case_template.is_empty() {
+            events.push(ModuleEvent::CaseTemplateSet {
+                template: source.case_template.clone(),
+            });
+        }
         return Ok(events);
     }
     let module = live(OBJECT, state.module.as_ref(), state.deleted)?;
@@ -763,6 +786,24 @@ fn decide(
                 strategy: *strategy,
             }]
         }
+        ModuleCommand::SetCaseTemplate { template } => {
+            check_count("case_template", template.len(), CASE_TEMPLATE_FIELDS_MAX)?;
+            for (name, value) in template {
+                check_key("case_template", name)?;
+                check_text(
+                    &format!("case_template.{name}"),
+                    value,
+                    CASE_TEMPLATE_VALUE_CHARS_MAX,
+                )?;
+            }
+            if *template == module.case_template {
+                vec![]
+            } else {
+                vec![ModuleEvent::CaseTemplateSet {
+                    template: template.clone(),
+                }]
+            }
+        }
         ModuleCommand::RegisterUse { external } => {
             check_key("external use kind", &external.kind)?;
             check_name("external use id", &external.id)?;
@@ -827,6 +868,7 @@ fn evolve(state: &mut ModuleState, event: &ModuleEvent) {
             tags: BTreeSet::new(),
             strategies: BTreeMap::new(),
             external_uses: BTreeSet::new(),
+            case_template: BTreeMap::new(),
             duplicated_from: *duplicated_from,
         });
         return;
@@ -862,6 +904,7 @@ fn evolve(state: &mut ModuleState, event: &ModuleEvent) {
         ModuleEvent::StrategyDetached { strategy } => {
             module.strategies.remove(strategy);
         }
+        ModuleEvent::CaseTemplateSet { template } => module.case_template = template.clone(),
         ModuleEvent::UseRegistered { external } => {
             module.external_uses.insert(external.clone());
         }

@@ -25,6 +25,47 @@ pub enum Level {
     Two,
 }
 
+/// Longest a returning visitor's chat may wait for their previous agent (R3), in seconds.
+pub const SAME_AGENT_WAIT_S_MAX: u32 = 24 * 3600;
+
+/// How a queue picks among the agents who could take a chat (R4). chat-routing implements each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Selection {
+    /// The agent idle for longest first.
+    #[default]
+    LongestIdle,
+    /// The agent with the fewest chats first.
+    LeastBusy,
+    /// Each agent in turn.
+    RoundRobin,
+}
+
+/// What happens when a visitor comes back: a resumed chat or a known contact (R3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RepeatMode {
+    /// The previous agent is treated like anyone else.
+    #[default]
+    Any,
+    /// The previous agent whenever they can take it; the chat waits up to `wait_s` seconds for
+    /// them (at most [`SAME_AGENT_WAIT_S_MAX`]), then goes to anyone.
+    Same {
+        /// How long to wait for the previous agent.
+        wait_s: u32,
+    },
+    /// Never the previous agent.
+    New,
+}
+
+/// A queue's routing policy (R3, R4): configuration, so that every engine on one store routes
+/// alike and every change has an author and a time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct QueuePolicy {
+    /// How an agent is picked.
+    pub selection: Selection,
+    /// Returning visitors.
+    pub repeat: RepeatMode,
+}
+
 /// A live queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Queue {
@@ -36,6 +77,8 @@ pub struct Queue {
     pub reference: String,
     /// Members and their levels.
     pub members: BTreeMap<AgentId, Level>,
+    /// The routing policy.
+    pub policy: QueuePolicy,
 }
 
 impl Queue {
@@ -87,6 +130,11 @@ pub enum QueueCommand {
         /// The agent.
         agent: AgentId,
     },
+    /// Set the routing policy (R3, R4).
+    SetPolicy {
+        /// The new policy.
+        policy: QueuePolicy,
+    },
     /// Delete (the host releases the reference in the same append).
     Delete,
 }
@@ -120,6 +168,11 @@ pub enum QueueEvent {
         /// The agent.
         agent: AgentId,
     },
+    /// The routing policy changed.
+    PolicySet {
+        /// The new policy.
+        policy: QueuePolicy,
+    },
     /// Deleted.
     Deleted,
 }
@@ -131,6 +184,7 @@ impl EventKind for QueueEvent {
             Self::Renamed { .. } => "QueueRenamed",
             Self::MemberSet { .. } => "QueueMemberSet",
             Self::MemberRemoved { .. } => "QueueMemberRemoved",
+            Self::PolicySet { .. } => "QueuePolicySet",
             Self::Deleted => "QueueDeleted",
         }
     }
@@ -203,6 +257,23 @@ fn decide(state: &QueueState, command: &QueueCommand) -> Result<Vec<QueueEvent>,
             }
             vec![QueueEvent::MemberRemoved { agent: *agent }]
         }
+        QueueCommand::SetPolicy { policy } => {
+            if let RepeatMode::Same { wait_s } = policy.repeat
+                && wait_s > SAME_AGENT_WAIT_S_MAX
+            {
+                return Err(ConfigRejection::OutOfRange {
+                    field: "policy.repeat.wait_s".to_owned(),
+                    min: 0,
+                    max: u64::from(SAME_AGENT_WAIT_S_MAX),
+                    value: u64::from(wait_s),
+                });
+            }
+            if *policy == queue.policy {
+                vec![]
+            } else {
+                vec![QueueEvent::PolicySet { policy: *policy }]
+            }
+        }
         QueueCommand::Delete => vec![QueueEvent::Deleted],
     })
 }
@@ -219,6 +290,7 @@ fn evolve(state: &mut QueueState, event: &QueueEvent) {
             name: name.clone(),
             reference: reference.clone(),
             members: BTreeMap::new(),
+            policy: QueuePolicy::default(),
         });
         return;
     }
@@ -234,6 +306,7 @@ fn evolve(state: &mut QueueState, event: &QueueEvent) {
         QueueEvent::MemberRemoved { agent } => {
             queue.members.remove(agent);
         }
+        QueueEvent::PolicySet { policy } => queue.policy = *policy,
         QueueEvent::Deleted => state.deleted = true,
     }
 }
