@@ -421,6 +421,74 @@ impl Engine {
         })
     }
 
+    /// Runs `command` on `stream` and `linked` on `linked_stream` as one decision appended in one
+    /// `append_multi`, both streams with their exact expected versions: a link recorded on both
+    /// sides (T1, T3: a module's strategy attachment and the strategy's module link) is written
+    /// whole or not at all, and a rival change of either side makes the pair retry. Either
+    /// refusal refuses both; a linked decision that changes nothing adds no events.
+    pub async fn handle_linked<D: Aggregate, L: Aggregate<Rejection = D::Rejection>>(
+        &self,
+        stream: &str,
+        command: &D::Command,
+        linked_stream: &str,
+        linked: &L::Command,
+    ) -> Result<Result<Handled<D::State, D::Event>, D::Rejection>, EngineError>
+    where
+        D::Event: Serialize + DeserializeOwned + EventKind + Send + Sync,
+        D::State: Send + Sync + 'static,
+        L::Event: Serialize + DeserializeOwned + EventKind + Send + Sync,
+        L::State: Send + Sync + 'static,
+    {
+        let stream = StreamId::new(stream)?;
+        let linked_stream = StreamId::new(linked_stream)?;
+        for _ in 0..CONFLICT_RETRIES_MAX {
+            let (state, version) = self.load::<D>(&stream).await?;
+            let now = self.inner.clock.now();
+            let events = match D::decide(&state, command, now) {
+                Ok(events) => events,
+                Err(rejection) => return Ok(Err(rejection)),
+            };
+            let mut next = state;
+            for event in &events {
+                D::evolve(&mut next, event);
+            }
+            let command_id = derived_command_id(
+                "linked-stream-version",
+                &[stream.as_str().as_bytes(), &version.to_be_bytes()],
+            );
+            let mut staged = Staged::new(command_id, now);
+            if !events.is_empty() {
+                staged.push(stream.clone(), version, &events, next.clone())?;
+            }
+            let linked_result = self
+                .stage::<L>(&mut staged, linked_stream.clone(), linked, |_| false)
+                .await?;
+            if let Err(rejection) = linked_result {
+                return Ok(Err(rejection));
+            }
+            if staged.appends.is_empty() {
+                return Ok(Ok(Handled {
+                    events,
+                    state: next,
+                    version,
+                    position: None,
+                }));
+            }
+            if let Some(position) = self.commit(staged).await? {
+                return Ok(Ok(Handled {
+                    version: version + events.len() as u64,
+                    events,
+                    state: next,
+                    position: Some(position),
+                }));
+            }
+        }
+        Err(EngineError::ConflictRetriesExhausted {
+            stream: stream.to_string(),
+            attempts: CONFLICT_RETRIES_MAX,
+        })
+    }
+
     /// The current state of any aggregate's stream, e.g. `state::<Conversation>(&chat.stream_name())`.
     pub async fn state<D: Aggregate>(&self, stream: &str) -> Result<D::State, EngineError>
     where

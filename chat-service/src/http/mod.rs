@@ -100,6 +100,7 @@ struct Inner {
     parts: AppParts,
     rate: Mutex<HashMap<String, (f64, Instant)>>,
     counters: Counters,
+    catalogue: admin::Catalogue,
 }
 
 /// The shared state of every handler; cheap to clone.
@@ -122,6 +123,7 @@ impl App {
                 parts,
                 rate: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                catalogue: admin::Catalogue::default(),
             }),
         }
     }
@@ -159,6 +161,11 @@ impl App {
     /// The outbox's statistics, when an outbox runs.
     pub fn outbox_stats(&self) -> Option<crate::outbox::OutboxStats> {
         self.inner.parts.outbox.as_ref().map(|w| *w.borrow())
+    }
+
+    /// The admin API's list of configuration objects and operators (folded from the log).
+    pub(crate) fn catalogue(&self) -> &admin::Catalogue {
+        &self.inner.catalogue
     }
 
     /// The HTTP layer's own counters.
