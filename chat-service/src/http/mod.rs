@@ -17,6 +17,7 @@ pub mod auth;
 pub mod blobs;
 pub mod demo;
 pub mod error;
+pub mod extract;
 pub mod ops;
 pub mod service;
 pub mod views;

@@ -10,7 +10,7 @@
 use crate::engine::{Engine, EngineOptions, SystemClock};
 use crate::fanout::{Fanout, FanoutOptions};
 use crate::http::auth::SecretKey;
-use crate::http::blobs::{BlobStore, FsBlobs, MemoryBlobs};
+use crate::http::blobs::{BlobStore, FsBlobs, MemoryBlobs, PgBlobs};
 use crate::http::{App, AppParts, HttpLimits, router};
 use crate::outbox::{Outbox, OutboxHandle, OutboxOptions, SmtpConfig, SmtpSecurity, WebhookSecret};
 use chat_store::{EventStore, MemoryStore, PostgresConfig, PostgresStore, SledStore};
@@ -114,6 +114,8 @@ pub struct ServiceConfig {
     pub upload_bytes_max: usize,
     /// Visitor requests per minute per chat.
     pub visitor_requests_per_minute: u32,
+    /// Most WebSocket streams open at once on this process (1..=`fanout::SUBSCRIBERS_MAX`).
+    pub websocket_clients_max: usize,
 }
 
 impl Default for ServiceConfig {
@@ -131,6 +133,7 @@ impl Default for ServiceConfig {
             json_bytes_max: limits.json_bytes_max,
             upload_bytes_max: limits.upload_bytes_max,
             visitor_requests_per_minute: limits.visitor_requests_per_minute,
+            websocket_clients_max: FanoutOptions::default().subscribers_max,
         }
     }
 }
@@ -194,8 +197,13 @@ impl Service {
                     if let Some(schema) = &config.postgres_schema {
                         pg = pg.schema(schema.clone());
                     }
+                    let schema = pg.schema_name().to_owned();
                     let store = PostgresStore::open(pg).await?;
-                    (Arc::new(store), Arc::new(MemoryBlobs::default()), None)
+                    // After the store: its migration creates the schema the table goes in.
+                    let blobs = PgBlobs::open(url, &schema)
+                        .await
+                        .map_err(|e| ServiceError::Config(e.to_string()))?;
+                    (Arc::new(store), Arc::new(blobs), None)
                 }
             };
         Self::start_with(config, store, blobs, data_dir).await
@@ -214,7 +222,10 @@ impl Service {
         let fanout = Fanout::start(
             store.clone(),
             engine.codec().clone(),
-            FanoutOptions::default(),
+            FanoutOptions {
+                subscribers_max: config.websocket_clients_max,
+                ..FanoutOptions::default()
+            },
             engine.shutdown_signal(),
         )
         .await
@@ -250,6 +261,8 @@ impl Service {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let service = router(app.clone());
         let server = tokio::spawn(async move {
+            // With the peer address, so that the visitor API can rate-limit by client address.
+            let service = service.into_make_service_with_connect_info::<SocketAddr>();
             let result = axum::serve(listener, service)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|s| *s).await;
