@@ -6,6 +6,7 @@
 //! concurrency, routed by chat-routing, and followed from the log by projections, timers, the
 //! e-mail/webhook outbox and live fan-out (see docs/ARCHITECTURE.md, "Runtime data flow").
 
+pub mod audit;
 pub mod engine;
 pub mod http;
 pub mod fanout;

@@ -32,13 +32,14 @@ pub use plan::{check_retry, validate_appends, validate_read_count};
 #[cfg(feature = "testing")]
 pub use postgres::{HeldAppend, POSTGRES_TEST_URL_VAR, PostgresTestDatabase};
 pub use postgres::{
-    POSTGRES_POOL_SIZE_MAX, PostgresKeyVault, POSTGRES_SCHEMA_BYTES_MAX, PostgresConfig, PostgresStore,
+    POSTGRES_POOL_SIZE_MAX, POSTGRES_SCHEMA_BYTES_MAX, PostgresConfig, PostgresKeyVault,
+    PostgresStore,
 };
+pub use seal::{SealKey, SealPolicy, SealedStore};
 pub use sled_store::{
     SLED_FORMAT, SLED_HEAD_MARK_INTERVAL_MS, SLED_OPEN_LOCK_WAIT_MS, SLED_WRITE_BATCH_APPENDS_MAX,
     SLED_WRITE_QUEUE_APPENDS_MAX, SledStore,
 };
-pub use seal::{SealKey, SealPolicy, SealedStore};
 pub use sled_vault::SledKeyVault;
 pub use store::{AppendOutcome, EventStore};
 pub use types::{

@@ -56,8 +56,7 @@ pub trait SealPolicy: Send + Sync + 'static {
     fn applies(&self, stream: &StreamId, event_type: &str) -> bool;
 
     /// Replaces the values to seal in `payload` by [`mark`]s. An error refuses the append.
-    fn mark(&self, stream: &StreamId, event_type: &str, payload: &mut Value)
-    -> Result<(), String>;
+    fn mark(&self, stream: &StreamId, event_type: &str, payload: &mut Value) -> Result<(), String>;
 }
 
 /// The key a seal mark uses.
@@ -140,7 +139,9 @@ fn decode_mark(data: &[u8]) -> Result<Mark, String> {
         }
     };
     Ok(Mark {
-        state: state.as_u64().ok_or("a seal mark's state is not a number")?,
+        state: state
+            .as_u64()
+            .ok_or("a seal mark's state is not a number")?,
         key: SealKey {
             key_id: uuid(&key_id)?,
             owner: if owner.is_nil() {
@@ -227,7 +228,10 @@ fn open_error(record: &RecordedEvent, what: String) -> StoreError {
     StoreError::Decode {
         event_type: record.event_type.clone(),
         schema_version: record.schema_version,
-        reason: format!("sealed value at position {}: {what}", record.global_position),
+        reason: format!(
+            "sealed value at position {}: {what}",
+            record.global_position
+        ),
     }
 }
 

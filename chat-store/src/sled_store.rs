@@ -35,11 +35,11 @@
 
 use crate::chain::ChainLink;
 use crate::error::StoreError;
-use crate::sled_vault::SledKeyVault;
-use crate::vault::KeyVault;
 use crate::plan::{LogState, Plan, plan_append, validate_appends, validate_read_count};
+use crate::sled_vault::SledKeyVault;
 use crate::store::{AppendOutcome, EventStore};
 use crate::types::{GlobalPosition, RecordedEvent, StreamAppend, StreamId, StreamVersion};
+use crate::vault::KeyVault;
 use async_trait::async_trait;
 use chrono::DateTime;
 use std::collections::BTreeMap;

@@ -40,7 +40,11 @@ impl SledKeyVault {
     }
 
     fn read(&self, id: &Uuid) -> Result<Option<(Option<Uuid>, SecretKey)>, StoreError> {
-        let Some(value) = self.keys.get(id.as_bytes()).map_err(|e| backend("read", e))? else {
+        let Some(value) = self
+            .keys
+            .get(id.as_bytes())
+            .map_err(|e| backend("read", e))?
+        else {
             return Ok(None);
         };
         if value.len() != 48 {
@@ -75,7 +79,9 @@ impl SledKeyVault {
                 }
                 Ok(())
             })
-            .map_err(|e: sled::transaction::TransactionError<()>| backend("remove", format!("{e:?}")))?;
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                backend("remove", format!("{e:?}"))
+            })?;
         self.db.flush().map_err(|e| backend("flush", e))?;
         Ok(())
     }

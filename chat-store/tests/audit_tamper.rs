@@ -144,7 +144,10 @@ fn e5_postgres_verify_names_the_altered_event() {
             ))
             .await
             .expect("strip");
-        let bad = report(&store).await.first_bad.expect("the stripped link is found");
+        let bad = report(&store)
+            .await
+            .first_bad
+            .expect("the stripped link is found");
         assert_eq!(bad.position, 3);
         assert!(matches!(
             bad.fault,
@@ -158,7 +161,11 @@ fn e5_postgres_verify_names_the_altered_event() {
             .await
             .expect("legacy");
         store
-            .append(&stream("tamper-c"), ExpectedVersion::NoStream, vec![test_event(7)])
+            .append(
+                &stream("tamper-c"),
+                ExpectedVersion::NoStream,
+                vec![test_event(7)],
+            )
             .await
             .expect("append")
             .expect("no conflict");

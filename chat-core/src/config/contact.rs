@@ -76,6 +76,9 @@ pub struct Contact {
     pub fields: BTreeMap<ContactField, String>,
     /// Who blocked the contact, if blocked (F5).
     pub blocked_by: Option<AgentId>,
+    /// Who erased the contact's data, if erased (X4): its fields are gone, and the host has
+    /// destroyed the keys of everything it wrote.
+    pub erased_by: Option<AgentId>,
 }
 
 impl Contact {
@@ -108,6 +111,12 @@ pub enum ContactCommand {
     /// An agent lifts the block.
     Unblock {
         /// The agent.
+        by: AgentId,
+    },
+    /// An authorised user erases everything the contact wrote (X4). Recorded once; the host
+    /// destroys the keys of the contact's content when it is recorded.
+    Erase {
+        /// The user.
         by: AgentId,
     },
 }
@@ -145,6 +154,13 @@ pub enum ContactEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Everything the contact wrote was erased (X4): who and when stay in the log.
+    Erased {
+        /// The user.
+        by: AgentId,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl EventKind for ContactEvent {
@@ -154,6 +170,7 @@ impl EventKind for ContactEvent {
             Self::Updated { .. } => "ContactUpdated",
             Self::Blocked { .. } => "ContactBlockRecorded",
             Self::Unblocked { .. } => "ContactBlockLifted",
+            Self::Erased { .. } => "ContactErased",
         }
     }
 
@@ -248,6 +265,14 @@ impl crate::Decider for Contact {
                     vec![ContactEvent::Unblocked { by: *by, at: now }]
                 }
             }
+            ContactCommand::Erase { by } => {
+                existing()?;
+                if state.erased_by.is_some() {
+                    vec![]
+                } else {
+                    vec![ContactEvent::Erased { by: *by, at: now }]
+                }
+            }
         })
     }
 
@@ -264,6 +289,10 @@ impl crate::Decider for Contact {
             }
             ContactEvent::Blocked { by, .. } => state.blocked_by = Some(*by),
             ContactEvent::Unblocked { .. } => state.blocked_by = None,
+            ContactEvent::Erased { by, .. } => {
+                state.fields.clear();
+                state.erased_by = Some(*by);
+            }
         }
     }
 }
@@ -288,7 +317,9 @@ impl ContactDirectory {
     pub fn record(&mut self, contact: ContactId, event: &ContactEvent) {
         let fields = match event {
             ContactEvent::Created { fields, .. } | ContactEvent::Updated { fields, .. } => fields,
-            ContactEvent::Blocked { .. } | ContactEvent::Unblocked { .. } => return,
+            ContactEvent::Blocked { .. }
+            | ContactEvent::Unblocked { .. }
+            | ContactEvent::Erased { .. } => return,
         };
         for (field, value) in fields {
             // A changed value leaves the old one pointing at the contact too: an address someone

@@ -15,21 +15,29 @@
 //! same tick produce the same ids and only one append lands.
 
 use crate::engine::error::EngineError;
+use chat_core::PageData;
 use chat_core::agent::AgentEvent;
 use chat_core::config::{
     ACCOUNT_SETTINGS_STREAM, AccountEvent, CannedEvent, ContactEvent, ModuleEvent, QueueEvent,
     ReferenceKind, ReservationEvent, Stamped, StrategyEvent,
 };
 use chat_core::conversation::ChatEvent;
+use chat_core::conversation::MessageBody;
 use chat_core::{
     AgentId, CannedResponseId, ChatId, CommandId, ContactId, EventKind, ModuleId, QueueId,
     StrategyId,
 };
-use chat_store::{NewEvent, RecordedEvent, StoreError, Upcasters, encode_payload};
+use chat_store::seal::{self, SealKey, SealPolicy};
+use chat_store::{
+    EventStore, NewEvent, RecordedEvent, SealedStore, StoreError, StreamId, Upcasters,
+    encode_payload,
+};
 use chrono::{DateTime, Utc};
+use rmpv::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Streams whose name starts with this are reserved for the engine's own bookkeeping
@@ -112,8 +120,26 @@ impl Codec {
     }
 
     /// Decodes one event as `T`, through the upcasters.
+    ///
+    /// A payload that still holds seal marks (read from a store without its key vault, e.g. an
+    /// audit of the raw log) decodes with their placeholders: such a reader sees sealed content
+    /// as erased, never as an error.
     pub fn decode_as<T: DeserializeOwned>(&self, event: &RecordedEvent) -> Result<T, StoreError> {
-        self.upcasters.decode(event)
+        match seal::strip(&event.payload) {
+            Ok(None) => self.upcasters.decode(event),
+            Ok(Some(payload)) => {
+                let stripped = RecordedEvent {
+                    payload,
+                    ..event.clone()
+                };
+                self.upcasters.decode(&stripped)
+            }
+            Err(reason) => Err(StoreError::Decode {
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                reason: format!("bad seal mark: {reason}"),
+            }),
+        }
     }
 
     /// Decodes any event by its stream's prefix. An unknown prefix is [`DomainEvent::Other`],
@@ -242,6 +268,201 @@ pub fn derived_command_id(kind: &str, parts: &[&[u8]]) -> CommandId {
     all.push(kind.as_bytes());
     all.extend_from_slice(parts);
     CommandId::from_uuid(name_based(b"chat-engine/command", &all))
+}
+
+// ----- sealing (X4, docs/AUDIT.md) ------------------------------------------------------------
+
+/// The key that seals a chat's record (page data, form answers, the contact's e-mail, rating
+/// comments, e-mail recipients): one per chat, owned by the chat.
+pub fn chat_record_key(chat: ChatId) -> SealKey {
+    SealKey {
+        key_id: name_based(b"chat-engine/key/chat-record", &[chat.as_uuid().as_bytes()]),
+        owner: Some(chat.as_uuid()),
+    }
+}
+
+/// The key that seals one message's body (the message id itself). A visitor's message is owned
+/// by its chat (erased with the contact); an agent's or the system's by nobody (erased only by
+/// redaction).
+pub fn message_key(message: Uuid, chat: ChatId, by_visitor: bool) -> SealKey {
+    SealKey {
+        key_id: message,
+        owner: by_visitor.then(|| chat.as_uuid()),
+    }
+}
+
+/// The key that seals a contact's fields, owned by the contact.
+pub fn contact_key(contact: ContactId) -> SealKey {
+    SealKey {
+        key_id: name_based(b"chat-engine/key/contact", &[contact.as_uuid().as_bytes()]),
+        owner: Some(contact.as_uuid()),
+    }
+}
+
+/// The owner of every key of a projection's checkpoints (`$checkpoint-<name>`): destroyed when a
+/// redaction or an erasure is folded, so no old checkpoint keeps erased text readable.
+pub fn checkpoint_owner(stream: &str) -> Uuid {
+    name_based(b"chat-engine/key/checkpoint-owner", &[stream.as_bytes()])
+}
+
+/// `store` sealing what [`ChatSealPolicy`] marks under keys of its own vault, unless it already
+/// seals or has no vault (then it is returned as it is, and content is stored in plaintext).
+pub fn sealing(store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
+    if store.is_sealing() {
+        return store;
+    }
+    match store.key_vault() {
+        Some(vault) => Arc::new(SealedStore::new(store, vault, Arc::new(ChatSealPolicy))),
+        None => store,
+    }
+}
+
+/// What the engine seals: every place a visitor's or an agent's words or a contact's data are
+/// copied into the log (docs/AUDIT.md has the list), and projection checkpoints, whole.
+#[derive(Debug, Default)]
+pub struct ChatSealPolicy;
+
+const CHECKPOINT_STREAM_PREFIX: &str = "$checkpoint-";
+
+fn field<'a>(value: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    match value {
+        Value::Map(entries) => entries
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some(name))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn placeholder<T: Serialize>(value: &T) -> Result<Value, String> {
+    let bytes = rmp_serde::to_vec_named(value).map_err(|e| e.to_string())?;
+    rmpv::decode::read_value(&mut bytes.as_slice()).map_err(|e| e.to_string())
+}
+
+/// Seals `name` of `map` (when present and not already sealed) under `key`.
+fn seal_field(map: &mut Value, name: &str, key: SealKey, shown: &Value) -> Result<(), String> {
+    if let Some(value) = field(map, name)
+        && !matches!(value, Value::Ext(..))
+    {
+        *value = seal::mark(key, shown, value)?;
+    }
+    Ok(())
+}
+
+fn uuid_of(value: Option<&mut Value>, what: &str) -> Result<Uuid, String> {
+    match value {
+        Some(Value::Binary(bytes)) => Uuid::from_slice(bytes).map_err(|e| e.to_string()),
+        Some(Value::String(text)) => text
+            .as_str()
+            .ok_or_else(|| format!("{what} is not UTF-8"))
+            .and_then(|t| Uuid::parse_str(t).map_err(|e| e.to_string())),
+        _ => Err(format!("no {what}")),
+    }
+}
+
+/// Seals a `ChatMessage` map's body under its message key. A redacted message's copy (in a later
+/// case) has an empty body already and is left as it is: sealing it would create its destroyed
+/// key anew.
+fn seal_message(message: &mut Value, chat: ChatId) -> Result<(), String> {
+    if field(message, "redaction").is_some_and(|r| !r.is_nil()) {
+        return Ok(());
+    }
+    let id = uuid_of(field(message, "id"), "message id")?;
+    let by_visitor = field(message, "author").and_then(|a| a.as_str()) == Some("Visitor");
+    let shown = placeholder(&MessageBody::default())?;
+    seal_field(message, "body", message_key(id, chat, by_visitor), &shown)
+}
+
+/// Seals the contact data a `ChatRecord` or `CaseData` map copies.
+fn seal_record(record: &mut Value, chat: ChatId) -> Result<(), String> {
+    let key = chat_record_key(chat);
+    seal_field(record, "contact_email", key, &Value::Nil)?;
+    seal_field(record, "page", key, &placeholder(&PageData::default())?)?;
+    seal_field(record, "form_answers", key, &Value::Map(Vec::new()))
+}
+
+impl SealPolicy for ChatSealPolicy {
+    fn applies(&self, stream: &StreamId, event_type: &str) -> bool {
+        let stream = stream.as_str();
+        if stream.starts_with(CHECKPOINT_STREAM_PREFIX) {
+            return true;
+        }
+        if stream.starts_with(ChatId::STREAM_PREFIX) {
+            return matches!(
+                event_type,
+                "ChatStarted"
+                    | "MessagePosted"
+                    | "CaseCreated"
+                    | "ChatRated"
+                    | "AsyncReplyEmailRequested"
+                    | "TranscriptEmailRequested"
+            );
+        }
+        stream.starts_with(ContactId::STREAM_PREFIX)
+            && matches!(event_type, "ContactCreated" | "ContactUpdated")
+    }
+
+    fn mark(&self, stream: &StreamId, event_type: &str, payload: &mut Value) -> Result<(), String> {
+        let name = stream.as_str();
+        if name.starts_with(CHECKPOINT_STREAM_PREFIX) {
+            // The whole checkpoint: its placeholder is "position 0", i.e. rebuild from the log.
+            let position = field(payload, "position")
+                .and_then(|p| p.as_u64())
+                .ok_or("a checkpoint without a position")?;
+            let key = SealKey {
+                key_id: name_based(
+                    b"chat-engine/key/checkpoint",
+                    &[name.as_bytes(), &position.to_be_bytes()],
+                ),
+                owner: Some(checkpoint_owner(name)),
+            };
+            let shown = Value::Map(vec![(Value::from("position"), Value::from(0))]);
+            *payload = seal::mark(key, &shown, payload)?;
+            return Ok(());
+        }
+        let id = name
+            .split_once('-')
+            .map(|(_, id)| id)
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .ok_or_else(|| format!("stream {name} does not end in a UUID"))?;
+        // Events are externally tagged: { "<EventType>": { fields } }.
+        let Value::Map(entries) = payload else {
+            return Err(format!("{event_type} is not a map"));
+        };
+        let Some((_, body)) = entries.first_mut() else {
+            return Err(format!("{event_type} is empty"));
+        };
+        if name.starts_with(ContactId::STREAM_PREFIX) {
+            let shown = Value::Map(Vec::new());
+            return seal_field(body, "fields", contact_key(ContactId(id)), &shown);
+        }
+        let chat = ChatId(id);
+        match event_type {
+            "ChatStarted" => {
+                if let Some(record) = field(body, "record") {
+                    seal_record(record, chat)?;
+                }
+            }
+            "MessagePosted" => {
+                if let Some(message) = field(body, "message") {
+                    seal_message(message, chat)?;
+                }
+            }
+            "CaseCreated" => {
+                if let Some(case) = field(body, "case") {
+                    seal_record(case, chat)?;
+                    if let Some(Value::Array(messages)) = field(case, "messages") {
+                        for message in messages {
+                            seal_message(message, chat)?;
+                        }
+                    }
+                }
+            }
+            "ChatRated" => seal_field(body, "comment", chat_record_key(chat), &Value::Nil)?,
+            _ => seal_field(body, "to", chat_record_key(chat), &Value::from(""))?,
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

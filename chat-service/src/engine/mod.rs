@@ -22,7 +22,8 @@ mod world;
 pub use aggregate::{Aggregate, ReferenceChange, STATE_CACHE_STREAMS_MAX};
 pub use projections::{
     AgentStats, Board, CHECKPOINT_INTERVAL_EVENTS, ChatQuery, ChatRow, ModuleStats, PastChats,
-    Projection, SEARCH_RESULTS_MAX, SEARCH_TEXT_BYTES_MAX, Statistics, checkpoint_stream, rebuild,
+    Projection, SEARCH_RESULTS_MAX, SEARCH_TEXT_BYTES_MAX, Statistics, checkpoint_stream,
+    latest_checkpoint, rebuild, rebuild_until,
 };
 pub use runtime::{
     CONFLICT_RETRIES_MAX, ChatOutcome, Engine, EngineOptions, Handled, NewChat, QueuePolicy,
@@ -30,7 +31,10 @@ pub use runtime::{
 };
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use codec::{Codec, DomainEvent, RESERVED_STREAM_PREFIX, derived_command_id, encode, event_id};
+pub use codec::{
+    ChatSealPolicy, Codec, DomainEvent, RESERVED_STREAM_PREFIX, chat_record_key, checkpoint_owner,
+    contact_key, derived_command_id, encode, event_id, message_key, sealing,
+};
 pub use error::EngineError;
 pub use follow::{FOLLOW_PAGE_EVENTS_MAX, FOLLOW_POLL_INTERVAL_MS, Followed, Follower};
 pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -19,7 +19,7 @@ use crate::engine::codec::{Codec, DomainEvent, derived_command_id, encode, event
 use crate::engine::error::EngineError;
 use crate::engine::follow::{FOLLOW_POLL_INTERVAL_MS, Followed, Follower};
 use crate::engine::shutdown::Shutdown;
-use chat_core::config::ModuleEvent;
+use chat_core::config::{ContactEvent, ModuleEvent};
 use chat_core::conversation::{ChatEvent, Disposition, Party};
 use chat_core::projection::{LiveList, Recorded};
 use chat_core::{AgentId, ChatId, ContactId, EventKind, MessageId, ModuleId};
@@ -52,15 +52,21 @@ pub trait Projection:
 {
     /// Its stable name (the checkpoint stream is `$checkpoint-<NAME>`).
     const NAME: &'static str;
+    /// Whether its state holds content a redaction or an erasure removes (X4): then folding
+    /// such an event destroys the keys of every earlier checkpoint (docs/AUDIT.md).
+    const HOLDS_CONTENT: bool = false;
     /// Folds the next event of the global log.
     fn apply(&mut self, followed: &Followed);
 }
 
-/// Folds a whole log page by page from position 0: what a fresh rebuild computes.
+/// Folds a whole log page by page from position 0: what a fresh rebuild computes. The store is
+/// read with its keys (as the engine reads it, [`crate::engine::sealing`]), so a rebuild from
+/// the store as written equals the engine's projection.
 pub async fn rebuild<P: Projection>(
     store: Arc<dyn EventStore>,
     codec: Arc<Codec>,
 ) -> Result<P, EngineError> {
+    let store = crate::engine::codec::sealing(store);
     let (_trigger, shutdown) = crate::engine::shutdown::ShutdownTrigger::new();
     let mut follower = Follower::new(store, codec, 0, shutdown);
     let mut projection = P::default();
@@ -75,13 +81,61 @@ pub async fn rebuild<P: Projection>(
     }
 }
 
+/// Folds the log from position 0 up to and including `until`: what a projection checkpointed at
+/// `until` must equal (the audit's `rebuild` compares them).
+pub async fn rebuild_until<P: Projection>(
+    store: Arc<dyn EventStore>,
+    codec: Arc<Codec>,
+    until: GlobalPosition,
+) -> Result<P, EngineError> {
+    let store = crate::engine::codec::sealing(store);
+    let (_trigger, shutdown) = crate::engine::shutdown::ShutdownTrigger::new();
+    let mut follower = Follower::new(store, codec, 0, shutdown);
+    let mut projection = P::default();
+    loop {
+        let page = follower.read_page().await?;
+        if page.is_empty() {
+            return Ok(projection);
+        }
+        for followed in page.iter().filter(|f| f.position() <= until) {
+            projection.apply(followed);
+        }
+        if follower.position() >= until {
+            return Ok(projection);
+        }
+    }
+}
+
+/// The latest checkpoint of `P` (its position and state), `None` when there is none. A
+/// checkpoint whose key was destroyed after a redaction reads as position 0 and the default
+/// state, i.e. "rebuild from the log".
+pub async fn latest_checkpoint<P: Projection>(
+    store: &dyn EventStore,
+    codec: &Codec,
+) -> Result<Option<(GlobalPosition, P)>, EngineError> {
+    let stream = StreamId::new(checkpoint_stream(P::NAME))?;
+    let version = store.stream_version(&stream).await?;
+    if version == 0 {
+        return Ok(None);
+    }
+    let last = store.read_stream(&stream, version, 1).await?;
+    let Some(recorded) = last.first() else {
+        return Ok(None);
+    };
+    let checkpoint: Checkpoint<P> = codec.decode_as(recorded)?;
+    Ok(Some((checkpoint.position, checkpoint.state)))
+}
+
 #[derive(Serialize, Deserialize)]
-struct Checkpoint<P> {
+struct Checkpoint<P: Default> {
     position: GlobalPosition,
+    /// Absent in the placeholder of a checkpoint whose key was destroyed (`position` 0): the
+    /// projection is then rebuilt from the log.
+    #[serde(default)]
     state: P,
 }
 
-impl<P> EventKind for Checkpoint<P> {
+impl<P: Default> EventKind for Checkpoint<P> {
     fn event_type(&self) -> &'static str {
         "ProjectionCheckpoint"
     }
@@ -142,17 +196,12 @@ impl<P: Projection> ProjectionHandle<P> {
             .checkpoint_version
             .write()
             .unwrap_or_else(|p| p.into_inner()) = version;
-        if version == 0 {
-            return Ok(0);
-        }
-        let last = store.read_stream(&stream, version, 1).await?;
-        let Some(recorded) = last.first() else {
+        let Some((position, state)) = latest_checkpoint::<P>(store, codec).await? else {
             return Ok(0);
         };
-        let checkpoint: Checkpoint<P> = codec.decode_as(recorded)?;
-        *self.shared.state.write().unwrap_or_else(|p| p.into_inner()) = checkpoint.state;
-        self.shared.position.send_replace(checkpoint.position);
-        Ok(checkpoint.position)
+        *self.shared.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+        self.shared.position.send_replace(position);
+        Ok(position)
     }
 
     pub(crate) fn read(&self) -> P {
@@ -235,16 +284,26 @@ pub(crate) async fn run_projection<P: Projection>(
         wake.borrow_and_update();
         let page = follower.read_page().await?;
         if !page.is_empty() {
-            let mut state = handle
-                .shared
-                .state
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            for followed in &page {
-                state.apply(followed);
-                last_at = followed.recorded.recorded_at;
+            let mut erased = false;
+            {
+                let mut state = handle
+                    .shared
+                    .state
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                for followed in &page {
+                    state.apply(followed);
+                    last_at = followed.recorded.recorded_at;
+                    erased |= P::HOLDS_CONTENT && crate::audit::erases_content(&followed.event);
+                }
             }
             since_checkpoint += page.len() as u64;
+            if erased && let Some(vault) = store.key_vault() {
+                // Earlier checkpoints still hold what was just erased: destroy their keys
+                // before any new checkpoint (which no longer holds it) is written.
+                let owner = crate::engine::codec::checkpoint_owner(&checkpoint_stream(P::NAME));
+                vault.shred_owner(owner).await?;
+            }
         }
         handle.shared.position.send_replace(follower.position());
         if !page.is_empty() {
@@ -325,6 +384,9 @@ pub struct ChatRow {
     /// Message texts (redacted ones removed), bounded by [`SEARCH_TEXT_BYTES_MAX`].
     texts: BTreeMap<MessageId, String>,
     text_bytes: usize,
+    /// The visitor's messages among `texts`: removed when the contact is erased (X4).
+    #[serde(default)]
+    visitor_messages: BTreeSet<MessageId>,
 }
 
 /// A search over past chats (X2): every set filter must match.
@@ -390,8 +452,21 @@ impl PastChats {
 
 impl Projection for PastChats {
     const NAME: &'static str = "past-chats";
+    const HOLDS_CONTENT: bool = true;
 
     fn apply(&mut self, followed: &Followed) {
+        if let DomainEvent::Contact { contact, event } = &followed.event
+            && matches!(**event, ContactEvent::Erased { .. })
+        {
+            for row in self.rows.values_mut().filter(|r| r.contact == *contact) {
+                for id in std::mem::take(&mut row.visitor_messages) {
+                    if let Some(text) = row.texts.remove(&id) {
+                        row.text_bytes -= text.len();
+                    }
+                }
+            }
+            return;
+        }
         let DomainEvent::Chat { chat, event } = &followed.event else {
             return;
         };
@@ -408,6 +483,7 @@ impl Projection for PastChats {
                     ended_at: None,
                     texts: BTreeMap::new(),
                     text_bytes: 0,
+                    visitor_messages: BTreeSet::new(),
                 },
             );
             return;
@@ -424,12 +500,16 @@ impl Projection for PastChats {
                 if row.text_bytes + text.len() <= SEARCH_TEXT_BYTES_MAX {
                     row.text_bytes += text.len();
                     row.texts.insert(message.id, text);
+                    if message.author == Party::Visitor {
+                        row.visitor_messages.insert(message.id);
+                    }
                 }
             }
             ChatEvent::MessageRedacted { message_id, .. } => {
                 if let Some(text) = row.texts.remove(message_id) {
                     row.text_bytes -= text.len();
                 }
+                row.visitor_messages.remove(message_id);
             }
             ChatEvent::EpisodeEnded {
                 at, disposition, ..
@@ -657,6 +737,7 @@ mod tests {
                 correlation_id: None,
                 causation_id: None,
                 payload: Vec::new(),
+                chain: None,
             },
             event: DomainEvent::Chat { chat, event },
         }

@@ -190,6 +190,8 @@ impl Engine {
         clock: Arc<dyn Clock>,
         options: EngineOptions,
     ) -> Result<Self, EngineError> {
+        // Message content and contact data are sealed under keys in the store's vault (X4).
+        let store = crate::engine::codec::sealing(store);
         let codec = Arc::new(Codec::default());
         let (trigger, _) = ShutdownTrigger::new();
         let interval = options.checkpoint_interval_events;
@@ -571,7 +573,10 @@ impl Engine {
         chat: ChatId,
         command: ChatCommand,
     ) -> Result<Result<ChatOutcome, Refusal>, EngineError> {
-        self.chat_expecting(chat, &command, None).await
+        let outcome = self.chat_expecting(chat, &command, None).await?;
+        // A redaction destroys the message's key once recorded (also on a retry, X4).
+        crate::audit::shred_after_chat_command(self, chat, &command, &outcome).await?;
+        Ok(outcome)
     }
 
     /// The module's settings and the admission facts (C2, F5) from the world, caught up by the

@@ -3,12 +3,12 @@
 
 use super::checks::read_everything;
 use super::{StoreFactory, block_on, test_event};
+use crate::StoreError;
 use crate::chain::{GENESIS_LINK, VerifyOptions, chain_link, verify};
 use crate::seal::{SealKey, SealPolicy, SealedStore, mark};
 use crate::store::EventStore;
 use crate::types::{ExpectedVersion, StreamAppend, StreamId};
 use crate::vault::VAULT_KEYS_PER_CALL_MAX;
-use crate::StoreError;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -74,7 +74,11 @@ pub fn e5_hash_chain_links_every_record<F: StoreFactory>(factory: F) {
                     let stream = sid(&format!("chain-w{w}"));
                     for n in 0..3 {
                         store
-                            .append(&stream, ExpectedVersion::Any, vec![test_event(100 + w * 10 + n)])
+                            .append(
+                                &stream,
+                                ExpectedVersion::Any,
+                                vec![test_event(100 + w * 10 + n)],
+                            )
                             .await
                             .expect("append")
                             .expect("no conflict");
@@ -115,9 +119,15 @@ pub fn e5_hash_chain_links_every_record<F: StoreFactory>(factory: F) {
             .map(|r| &r.stream_id)
             .collect::<std::collections::BTreeSet<_>>()
             .len();
-        let at = verify(&store, VerifyOptions { streams_max: streams }, |_| Ok(()))
-            .await
-            .expect("at the limit");
+        let at = verify(
+            &store,
+            VerifyOptions {
+                streams_max: streams,
+            },
+            |_| Ok(()),
+        )
+        .await
+        .expect("at the limit");
         assert!(at.is_ok());
         let past = verify(
             &store,
@@ -169,14 +179,17 @@ pub fn x4_key_vault_creates_and_shreds<F: StoreFactory>(factory: F) {
         let created = vault.get_or_create(&requests).await.expect("create");
         assert_eq!(created.len(), 4);
         assert_ne!(created[&ids[0]], created[&ids[1]], "keys are random");
-        let again = vault
-            .get_or_create(&[(ids[0], None)])
-            .await
-            .expect("again");
+        let again = vault.get_or_create(&[(ids[0], None)]).await.expect("again");
         assert_eq!(again[&ids[0]], created[&ids[0]], "an existing key is kept");
         let read = vault.keys(&ids).await.expect("keys");
         assert_eq!(read, created);
-        assert_eq!(vault.shred(&[ids[2], Uuid::from_u128(9)]).await.expect("shred"), 1);
+        assert_eq!(
+            vault
+                .shred(&[ids[2], Uuid::from_u128(9)])
+                .await
+                .expect("shred"),
+            1
+        );
         assert_eq!(vault.shred_owner(owner).await.expect("shred owner"), 2);
         drop(vault);
         if factory.persistent() {
@@ -289,12 +302,11 @@ pub fn x4_sealed_values_are_shredded<F: StoreFactory>(factory: F) {
         };
         assert_eq!(
             texts(&opened),
-            (1..=4).map(|n| format!("secret-text-{n}")).collect::<Vec<_>>()
+            (1..=4)
+                .map(|n| format!("secret-text-{n}"))
+                .collect::<Vec<_>>()
         );
-        vault
-            .shred(&[Uuid::from_u128(2)])
-            .await
-            .expect("shred one");
+        vault.shred(&[Uuid::from_u128(2)]).await.expect("shred one");
         vault
             .shred_owner(Uuid::from_u128(1))
             .await
@@ -312,7 +324,10 @@ pub fn x4_sealed_values_are_shredded<F: StoreFactory>(factory: F) {
             .expect("strips")
             .expect("has a mark");
         let shown: super::TestPayload = rmp_serde::from_slice(&stripped).expect("decodes");
-        assert_eq!(shown.text, "[erased]", "a reader without keys sees placeholders");
+        assert_eq!(
+            shown.text, "[erased]",
+            "a reader without keys sees placeholders"
+        );
     });
 }
 
