@@ -416,6 +416,26 @@ async fn s1_f1_working_hours_forms_and_appearance_are_set_and_validated() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_field(&body), "kind");
 
+    // A6: the case template.
+    let (status, body) = put(
+        &svc,
+        &format!("/api/admin/modules/{demo}/case-template"),
+        admin,
+        json!({"priority": "high"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["case_template"], json!({"priority": "high"}));
+    let (status, body) = put(
+        &svc,
+        &format!("/api/admin/modules/{demo}/case-template"),
+        admin,
+        json!({"Not A Key": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_field(&body), "case_template");
+
     let (status, body) = put(
         &svc,
         &format!("/api/admin/modules/{demo}/appearance"),
@@ -565,6 +585,32 @@ async fn r1_r2_queues_and_operators_are_managed() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "an unknown operator: {body}");
+    // R3, R4: the routing policy is configuration.
+    let (status, body) = put(
+        &svc,
+        &format!("/api/admin/queues/{queue_id}/policy"),
+        admin,
+        json!({"selection": "RoundRobin", "repeat": {"Same": {"wait_s": 60}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["policy"]["selection"], "RoundRobin");
+    let (status, body) = put(
+        &svc,
+        &format!("/api/admin/queues/{queue_id}/policy"),
+        admin,
+        json!({"selection": "LeastBusy", "repeat": {"Same": {"wait_s": 86_401}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_field(&body), "policy.repeat.wait_s");
+    let (_, queue) = svc
+        .get(&format!("/api/admin/queues/{queue_id}"), admin)
+        .await;
+    assert_eq!(
+        queue["policy"]["selection"], "RoundRobin",
+        "the refusal changed nothing"
+    );
     let (_, queues) = svc.get("/api/admin/queues", admin).await;
     assert_eq!(queues["total"], 2, "the demo's queue and this one");
     let (status, body) = delete(

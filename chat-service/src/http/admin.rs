@@ -30,8 +30,9 @@ use chat_core::config::{
     ACCOUNT_SETTINGS_STREAM, AccountCommand, AccountSettings, AdminCommand, Appearance,
     AttachmentFlags, ConfigRejection, Dependant, EndOfInteraction, FormDefinition, FormKind,
     LanguageSetting, Level, Module, ModuleCatalogue, ModuleCommand, ModuleDecider, ModuleEvent,
-    ModuleSettings, ModuleState, QueueCommand, QueueDecider, QueueState, RuleSet, Stamped,
-    StrategyCommand, StrategyDecider, StrategyState, WorkingHours, ZoneSetting, render_snippet,
+    ModuleSettings, ModuleState, QueueCommand, QueueDecider, QueuePolicy, QueueState, RuleSet,
+    Stamped, StrategyCommand, StrategyDecider, StrategyState, WorkingHours, ZoneSetting,
+    render_snippet,
 };
 use chat_core::conversation::{Disposition, OfflineReason};
 use chat_core::projection::LiveStatus;
@@ -71,6 +72,7 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(set_working_hours))
         .routes(routes!(set_form, remove_form))
         .routes(routes!(set_appearance))
+        .routes(routes!(set_case_template))
         .routes(routes!(attach_strategy, detach_strategy))
         .routes(routes!(module_snippet))
         .routes(routes!(create_strategy, list_strategies))
@@ -78,6 +80,7 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(create_queue, list_queues))
         .routes(routes!(get_queue, edit_queue, delete_queue))
         .routes(routes!(set_member, remove_member))
+        .routes(routes!(set_queue_policy))
         .routes(routes!(create_operator, list_operators))
         .routes(routes!(get_operator, edit_operator))
         .routes(routes!(get_account, edit_account))
@@ -383,6 +386,8 @@ pub struct ModuleView {
     pub external_uses: Vec<chat_core::config::ExternalUse>,
     /// The module this one was duplicated from (M7).
     pub duplicated_from: Option<Uuid>,
+    /// The fields every case made from its chats carries (A6).
+    pub case_template: BTreeMap<String, String>,
 }
 
 impl ModuleView {
@@ -406,6 +411,7 @@ impl ModuleView {
                 .collect(),
             external_uses: module.external_uses.iter().cloned().collect(),
             duplicated_from: module.duplicated_from.map(|m| m.as_uuid()),
+            case_template: module.case_template.clone(),
         }
     }
 }
@@ -1065,6 +1071,34 @@ async fn set_appearance(
     Ok(Json(ModuleView::of(&module, &app)))
 }
 
+/// A6: replace the case template (field name → value) every case made from the module's chats
+/// carries.
+#[utoipa::path(put, path = "/api/admin/modules/{module}/case-template", tag = "admin",
+    params(("module" = Uuid, Path, description = "the module id")),
+    request_body(content = Object, description = "field name (a key) → value"),
+    responses(
+        (status = 200, body = ModuleView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("operator" = [])))]
+async fn set_case_template(
+    State(app): State<App>,
+    by: Operator,
+    ApiPath(module): ApiPath<String>,
+    ApiJson(template): ApiJson<BTreeMap<String, String>>,
+) -> ApiResult<Json<ModuleView>> {
+    by.require(Role::Admin)?;
+    let module = run_module(
+        &app,
+        &by,
+        module_id(&module)?,
+        ModuleCommand::SetCaseTemplate { template },
+    )
+    .await?;
+    Ok(Json(ModuleView::of(&module, &app)))
+}
+
 /// T1, T3: attach a strategy with its flags, or change the flags of an attached one. The
 /// module's attachment and the strategy's link are one atomic append.
 #[utoipa::path(put, path = "/api/admin/modules/{module}/strategies/{strategy}", tag = "admin",
@@ -1410,6 +1444,10 @@ pub struct QueueView {
     pub name: String,
     /// Members and levels.
     pub members: Vec<MemberView>,
+    /// How an agent is picked and how returning visitors are routed (R3, R4): chat-core's
+    /// `QueuePolicy`, e.g. `{"selection": "RoundRobin", "repeat": {"Same": {"wait_s": 60}}}`.
+    #[schema(value_type = Object)]
+    pub policy: QueuePolicy,
 }
 
 impl QueueView {
@@ -1430,6 +1468,7 @@ impl QueueView {
                     },
                 })
                 .collect(),
+            policy: q.policy,
         })
     }
 }
@@ -1680,6 +1719,34 @@ async fn remove_member(
     let queue = queue_id(&queue)?;
     let agent = agent_id(&agent)?;
     let state = run_queue(&app, &by, queue, QueueCommand::RemoveMember { agent }).await?;
+    queue_view(&state)
+}
+
+/// R3, R4: set a queue's routing policy (selection and repeat mode).
+#[utoipa::path(put, path = "/api/admin/queues/{queue}/policy", tag = "admin",
+    params(("queue" = Uuid, Path, description = "the queue id")),
+    request_body(content = Object, description = "chat-core QueuePolicy"),
+    responses(
+        (status = 200, body = QueueView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+    ),
+    security(("operator" = [])))]
+async fn set_queue_policy(
+    State(app): State<App>,
+    by: Operator,
+    ApiPath(queue): ApiPath<String>,
+    ApiJson(policy): ApiJson<QueuePolicy>,
+) -> ApiResult<Json<QueueView>> {
+    by.require(Role::Admin)?;
+    let state = run_queue(
+        &app,
+        &by,
+        queue_id(&queue)?,
+        QueueCommand::SetPolicy { policy },
+    )
+    .await?;
     queue_view(&state)
 }
 
