@@ -875,18 +875,23 @@ async fn module_history(
     let mut items = Vec::with_capacity(records.len());
     for recorded in &records {
         let stamped: Stamped<ModuleEvent> = app.engine().codec().decode_as(recorded)?;
-        if !logins.contains_key(&stamped.by) {
-            let user = app
-                .engine()
-                .state::<UserDecider>(&user_stream(stamped.by))
-                .await?;
-            logins.insert(stamped.by, user.user.map(|u| u.login));
-        }
+        let by_login = match logins.get(&stamped.by) {
+            Some(login) => login.clone(),
+            None => {
+                let user = app
+                    .engine()
+                    .state::<UserDecider>(&user_stream(stamped.by))
+                    .await?;
+                let login = user.user.map(|u| u.login);
+                logins.insert(stamped.by, login.clone());
+                login
+            }
+        };
         items.push(HistoryEntry {
             version: recorded.stream_version,
             at: stamped.at,
             by: stamped.by.as_uuid(),
-            by_login: logins.get(&stamped.by).cloned().flatten(),
+            by_login,
             event_type: recorded.event_type.clone(),
             changed: changed_fields(&stamped.event),
             detail: serde_json::to_value(&stamped.event).map_err(ApiError::internal)?,
