@@ -319,8 +319,8 @@ where
         let Some(last) = page.last() else { break };
         let last_version = last.stream_version;
         for recorded in &page {
-            let event: D::Event = codec.decode_as(recorded)?;
-            D::evolve(&mut state, &event);
+            // Decoded for this fold only: move it in (message bodies are not cloned).
+            D::evolve_owned(&mut state, codec.decode_as(recorded)?);
         }
         version = last_version;
     }
