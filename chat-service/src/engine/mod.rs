@@ -26,8 +26,8 @@ pub use projections::{
     latest_checkpoint, rebuild, rebuild_until,
 };
 pub use runtime::{
-    CONFLICT_RETRIES_MAX, ChatOutcome, Engine, EngineOptions, Handled, NewChat, QueuePolicy,
-    Refusal, TIMER_SLEEP_MS_MAX,
+    CONFLICT_RETRIES_MAX, ChatOutcome, Engine, EngineOptions, Handled, NewChat, Refusal,
+    TIMER_SLEEP_MS_MAX,
 };
 
 pub use clock::{Clock, ManualClock, SystemClock};

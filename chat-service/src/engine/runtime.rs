@@ -27,7 +27,8 @@ use crate::engine::shutdown::{Shutdown, ShutdownTrigger};
 use crate::engine::world::World;
 use chat_core::agent::{Agent, AgentCommand, AgentRejection};
 use chat_core::config::{
-    Level as ConfigLevel, Reservation, ReservationCommand, reservation_stream,
+    Level as ConfigLevel, RepeatMode as ConfigRepeat, Reservation, ReservationCommand,
+    Selection as ConfigSelection, reservation_stream,
 };
 use chat_core::conversation::{
     Admission, ChatCommand, ChatEvent, ChatSettings, ChatState, Conversation, Origin, QueueCause,
@@ -35,7 +36,7 @@ use chat_core::conversation::{
 };
 use chat_core::{
     AgentId, CaseId, ChatId, CommandId, ContactId, Decider, EventKind, FieldValue, ModuleId,
-    PageData, QueueId,
+    PageData,
 };
 use chat_routing as routing;
 use chat_store::{
@@ -61,30 +62,9 @@ pub const CONFLICT_RETRIES_MAX: u32 = 16;
 /// met within this; a manual clock wakes the runtime at once when it jumps.
 pub const TIMER_SLEEP_MS_MAX: u64 = 1000;
 
-/// How a queue picks agents and treats returning visitors. The configuration aggregates hold
-/// members and levels; selection and repeat mode are engine options (docs/ENGINE.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueuePolicy {
-    /// Longest idle, least busy or round robin (R4).
-    pub selection: routing::Selection,
-    /// Returning visitors (R3).
-    pub repeat: routing::RepeatMode,
-}
-
-impl Default for QueuePolicy {
-    fn default() -> Self {
-        Self {
-            selection: routing::Selection::LongestIdle,
-            repeat: routing::RepeatMode::Any,
-        }
-    }
-}
-
 /// What an embedder chooses when starting an engine.
 #[derive(Clone, Debug, Default)]
 pub struct EngineOptions {
-    /// Per-queue policies; queues not listed use [`QueuePolicy::default`].
-    pub queue_policies: BTreeMap<QueueId, QueuePolicy>,
     /// Checkpoint a projection once it is this many events past its last checkpoint (0: the
     /// default, [`crate::engine::CHECKPOINT_INTERVAL_EVENTS`]).
     pub checkpoint_interval_events: u64,
@@ -855,10 +835,7 @@ impl Engine {
         }
         let (mut snapshot, router) = {
             let world = read(&self.inner.world);
-            (
-                build_snapshot(&world, &self.inner.options, now)?,
-                routing::Router::default(),
-            )
+            (build_snapshot(&world, now)?, routing::Router::default())
         };
         let outcomes = router.drain(&mut snapshot, now)?;
         for outcome in outcomes {
@@ -889,10 +866,11 @@ impl Engine {
                 let chat = ChatId::from_uuid(id.0);
                 let (uuid, version_bytes) = (chat.as_uuid(), version.to_be_bytes());
                 let parts: [&[u8]; 2] = [uuid.as_bytes(), &version_bytes];
+                let case_template = self.case_template(chat);
                 let command = ChatCommand::NoAgentAvailable {
                     command_id: derived_command_id("no-agent", &parts),
                     case_id: CaseId::from_uuid(derived_command_id("case", &parts).as_uuid()),
-                    case_template: BTreeMap::new(),
+                    case_template,
                 };
                 let _ = self.chat_expecting(chat, &command, Some(version)).await?;
             }
@@ -901,6 +879,28 @@ impl Engine {
         let timer = world.deadlines.first().map(|(at, _)| *at);
         let wakeup = router.next_wakeup(&snapshot, now).filter(|at| *at > now);
         Ok(timer.into_iter().chain(wakeup).min())
+    }
+}
+
+impl Engine {
+    /// A6: the case template of the chat's module, as case fields (empty when the module has
+    /// none or is unknown).
+    pub fn case_template(&self, chat: ChatId) -> BTreeMap<String, FieldValue> {
+        let world = read(&self.inner.world);
+        let module = world
+            .chats
+            .get(&chat)
+            .and_then(|entry| entry.state.record.as_ref())
+            .and_then(|record| world.modules.get(&record.module))
+            .and_then(|state| state.module.as_ref());
+        module
+            .map(|m| {
+                m.case_template
+                    .iter()
+                    .map(|(name, value)| (name.clone(), FieldValue::Text(value.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -982,11 +982,15 @@ fn encode_all<E: Serialize + EventKind>(
 /// The routing snapshot of the world at `now`: queues with their policies, modules with their
 /// opening evaluated in their zone, agents with presence, capacity, load and memberships, and the
 /// waiting chats. Rebuilt per pass (O(agents + waiting chats)); see docs/ENGINE.md.
-fn build_snapshot(
-    world: &World,
-    options: &EngineOptions,
-    now: DateTime<Utc>,
-) -> Result<routing::Snapshot, EngineError> {
+fn routing_selection(selection: ConfigSelection) -> routing::Selection {
+    match selection {
+        ConfigSelection::LongestIdle => routing::Selection::LongestIdle,
+        ConfigSelection::LeastBusy => routing::Selection::LeastBusy,
+        ConfigSelection::RoundRobin => routing::Selection::RoundRobin,
+    }
+}
+
+fn build_snapshot(world: &World, now: DateTime<Utc>) -> Result<routing::Snapshot, EngineError> {
     let mut snapshot = routing::Snapshot::new();
     let mut memberships: BTreeMap<AgentId, BTreeMap<routing::QueueId, routing::Level>> =
         BTreeMap::new();
@@ -994,10 +998,13 @@ fn build_snapshot(
         let Some(queue) = state.queue.as_ref().filter(|_| !state.deleted) else {
             continue;
         };
-        let policy = options.queue_policies.get(id).copied().unwrap_or_default();
         let rq = routing::QueueId(id.as_uuid());
-        let mut config = routing::Queue::new(rq, policy.selection);
-        config.repeat = policy.repeat;
+        let mut config = routing::Queue::new(rq, routing_selection(queue.policy.selection));
+        config.repeat = match queue.policy.repeat {
+            ConfigRepeat::Any => routing::RepeatMode::Any,
+            ConfigRepeat::Same { wait_s } => routing::RepeatMode::Same { wait_s },
+            ConfigRepeat::New => routing::RepeatMode::New,
+        };
         snapshot.upsert_queue(config)?;
         for (agent, level) in &queue.members {
             let level = match level {
