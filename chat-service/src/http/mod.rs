@@ -102,6 +102,7 @@ struct Inner {
     rate: Mutex<HashMap<String, (f64, Instant)>>,
     counters: Counters,
     catalogue: admin::Catalogue,
+    canned: agent::CannedIndex,
 }
 
 /// The shared state of every handler; cheap to clone.
@@ -125,6 +126,7 @@ impl App {
                 rate: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 catalogue: admin::Catalogue::default(),
+                canned: agent::CannedIndex::default(),
             }),
         }
     }
@@ -167,6 +169,11 @@ impl App {
     /// The admin API's list of configuration objects and operators (folded from the log).
     pub(crate) fn catalogue(&self) -> &admin::Catalogue {
         &self.inner.catalogue
+    }
+
+    /// The agent API's canned-response lookup index (A4, folded from the log).
+    pub(crate) fn canned(&self) -> &agent::CannedIndex {
+        &self.inner.canned
     }
 
     /// The HTTP layer's own counters.
