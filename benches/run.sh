@@ -8,7 +8,9 @@
 #   benches/run.sh 2>&1 | tee /tmp/performance.txt
 #
 # Knobs: REPLAY_EVENTS (default 1000000), APPEND_SECONDS and PEER_SECONDS (seconds per case,
-# default 3).
+# default 3); the service load test: LOAD_VISITORS (idle visitor streams, default 9500),
+# LOAD_AGENTS (20), LOAD_RATE (conversations/s, 200), LOAD_SECONDS (60), LOAD_QUICK=1 for a
+# 5-second sanity run. The load test needs about 10,000 open files in each of its two processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== commit $(git rev-parse --short HEAD), $(nproc) cores, $(free -h | awk '/Mem:/ {print $2}') memory, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -16,3 +18,7 @@ cargo bench -p chat-benches --bench routing -- --warm-up-time 1 --measurement-ti
 cargo bench -p chat-benches --bench replay
 cargo bench -p chat-benches --bench append
 cargo bench -p chat-benches --bench peer
+# The load test starts the real service binary, so build it first.
+cargo build --release -p chat-service --bin chat-service
+ulimit -n "$(ulimit -Hn)"
+cargo bench -p chat-benches --bench load
