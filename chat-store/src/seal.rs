@@ -171,12 +171,11 @@ pub fn may_hold_seals(payload: &[u8]) -> bool {
     })
 }
 
+/// What [`walk`] calls for each seal mark's data: `Some(value)` replaces the mark.
+type Visit<'a> = dyn FnMut(&[u8]) -> Result<Option<Value>, String> + 'a;
+
 /// Visits every seal mark of `value` (depth first), letting `f` replace it.
-fn walk(
-    value: &mut Value,
-    count: &mut usize,
-    f: &mut dyn FnMut(&[u8]) -> Result<Option<Value>, String>,
-) -> Result<(), String> {
+fn walk(value: &mut Value, count: &mut usize, f: &mut Visit<'_>) -> Result<(), String> {
     match value {
         Value::Ext(ty, data) if *ty == SEAL_EXT_TYPE => {
             *count += 1;
