@@ -141,7 +141,7 @@
     var facts = $("chat-facts"); facts.textContent = "";
     function fact(k, val) { if (val === null || val === undefined || val === "") return; facts.appendChild(el("dt", { text: k })); facts.appendChild(el("dd", { text: typeof val === "string" ? val : JSON.stringify(val) })); }
     var answers = v.form_answers || {};
-    Object.keys(answers).forEach(function (k) { fact(k, answers[k]); });
+    Object.keys(answers).forEach(function (k) { var a = answers[k]; fact(k, a && typeof a === "object" && "value" in a ? a.value : a); });
     var page = v.page || {};
     fact("First name", page.firstname); fact("Last name", page.lastname); fact("Message", page.message);
     Object.keys(page.vars || {}).forEach(function (k) { fact(k, page.vars[k]); });
@@ -154,7 +154,7 @@
       else li.appendChild(el("span", { class: "text", text: " " + m.text }));
       (m.attachments || []).forEach(function (a) {
         var id = a.id || a.attachment;
-        li.appendChild(el("button", { type: "button", class: "link", text: "\uD83D\uDCCE " + (a.file_name || a.name || "file"), onclick: function () { download(v.chat, id, a.file_name || "file"); } }));
+        li.appendChild(el("button", { type: "button", class: "link", text: "Attachment: " + (a.file_name || a.name || "file"), onclick: function () { download(v.chat, id, a.file_name || "file"); } }));
       });
       if (m.article) li.appendChild(el("span", { class: "extra", text: " [article: " + m.article.title + "]" }));
       if (m.video_call_link) li.appendChild(el("span", { class: "extra", text: " [video call]" }));

@@ -107,7 +107,7 @@
     root.setAttribute("data-style", a.style);
     title.textContent = a.title || m.name;
     launcher.textContent = "";
-    launcher.appendChild(el("span", { class: "ce-icon ce-icon-" + a.button_icon, "aria-hidden": "true", text: "\uD83D\uDCAC" }));
+    launcher.appendChild(el("span", { class: "ce-icon ce-icon-" + a.button_icon, "aria-hidden": "true" }));
     launcher.appendChild(el("span", { class: "ce-launcher-text", text: a.button_title || a.title || "Chat" }));
     if (a.style === "advanced") {
       var heading = el("div", { class: "ce-advanced" });
@@ -240,7 +240,7 @@
     var quick = el("div", { id: "ce-quick", class: "ce-quick", role: "group", "aria-label": "Quick replies" });
     var text = el("textarea", { id: "ce-input", class: "ce-input", rows: "2", "aria-label": "Your message", maxlength: "4096" });
     var file = el("input", { type: "file", id: "ce-file", class: "ce-file", "aria-label": "Attach a file", accept: state.module.attachments.accept });
-    var fileLabel = el("label", { for: "ce-file", class: "ce-attach", title: "Attach a file", text: "\uD83D\uDCCE" });
+    var fileLabel = el("label", { for: "ce-file", class: "ce-attach", title: "Attach a file", text: "File" });
     var send = el("button", { type: "submit", id: "ce-send", class: "ce-primary", text: "Send" });
     var err = el("p", { id: "ce-send-error", class: "ce-error", role: "alert" });
     var composer = el("form", { id: "ce-composer", class: "ce-composer" }, [text, state.module.attachments.bytes_max > 0 ? fileLabel : null, state.module.attachments.bytes_max > 0 ? file : null, send]);
@@ -278,7 +278,7 @@
     else if (m.text) li.appendChild(el("p", { class: "ce-text", text: m.text }));
     (m.attachments || []).forEach(function (a) {
       var id = a.id || a.attachment;
-      li.appendChild(el("a", { class: "ce-attachment", href: base + "/api/visitor/chats/" + state.chat + "/attachments/" + id + "?token=" + encodeURIComponent(state.token), download: a.file_name || a.name || "file", text: "\uD83D\uDCCE " + (a.file_name || a.name || "attachment") }));
+      li.appendChild(el("a", { class: "ce-attachment", href: base + "/api/visitor/chats/" + state.chat + "/attachments/" + id + "?token=" + encodeURIComponent(state.token), download: a.file_name || a.name || "file", text: "Attachment: " + (a.file_name || a.name || "attachment") }));
     });
     if (m.article) {
       var art = el("div", { class: "ce-article" }, [el("strong", { text: m.article.title })]);
@@ -286,7 +286,7 @@
       if (m.article.body) art.appendChild(el("p", { text: m.article.body }));
       li.appendChild(art);
     }
-    if (m.video_call_link) li.appendChild(el("a", { class: "ce-video", href: m.video_call_link, target: "_blank", rel: "noopener", text: "\uD83C\uDFA5 Join the video call" }));
+    if (m.video_call_link) li.appendChild(el("a", { class: "ce-video", href: m.video_call_link, target: "_blank", rel: "noopener", text: "Join the video call" }));
     return li;
   }
   function render(view) {
