@@ -137,7 +137,6 @@ struct Inner {
     clock: Arc<dyn Clock>,
     cache: StateCache,
     world: RwLock<World>,
-    options: EngineOptions,
     trigger: ShutdownTrigger,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The position up to which the runtime has folded the log *and* acted on it, and the
@@ -184,7 +183,6 @@ impl Engine {
             clock,
             cache: StateCache::default(),
             world: RwLock::new(World::default()),
-            options,
             trigger,
             tasks: Mutex::new(Vec::new()),
             acted: watch::Sender::new((0, DateTime::<Utc>::MIN_UTC)),

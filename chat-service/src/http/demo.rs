@@ -55,13 +55,14 @@ pub async fn seed(app: &App, data_dir: Option<&Path>) -> ApiResult<DemoCredentia
     .await?;
     let engine = app.engine();
 
-    // Browsers on the service's own origin (the demo page) and on localhost may use the widget.
-    for pattern in [
-        app.public_url().to_owned(),
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-    ] {
-        let pattern = pattern.trim_end_matches('/').to_owned();
+    // Browsers on the service's own origin (the demo page) may use the widget, under either
+    // loopback name (a pattern without a port matches only port 80, so the port is kept).
+    let own = app.public_url().trim_end_matches('/').to_owned();
+    let mut patterns = vec![own.clone()];
+    if own.contains("://127.0.0.1:") {
+        patterns.push(own.replacen("://127.0.0.1:", "://localhost:", 1));
+    }
+    for pattern in patterns {
         let command = AdminCommand::new(admin, AccountCommand::AuthoriseDomain { pattern });
         // An already-authorised pattern is no change; a refusal here means a bad public URL.
         engine

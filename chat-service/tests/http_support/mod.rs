@@ -12,7 +12,7 @@ use chat_service::http::blobs::MemoryBlobs;
 use chat_service::http::demo::{self, DEMO_ADMIN_LOGIN, DEMO_AGENT_LOGIN, DemoCredentials};
 use chat_service::http::service::{Service, ServiceConfig};
 use chat_store::{EventStore, MemoryStore};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
