@@ -585,6 +585,17 @@ async fn conversation(
         let _ = tokio::time::timeout(DELIVERY_WAIT, reader).await;
     } else {
         reader.abort();
+        // A failed conversation still ends its chat, or it would hold an agent's capacity and
+        // starve the conversations after it.
+        let _ = api
+            .call(
+                api.http
+                    .post(api.url(&format!("/api/visitor/chats/{chat}/end")))
+                    .header("X-Resume-Token", &resume)
+                    .json(&json!({})),
+                "end",
+            )
+            .await;
     }
     counters.stream_closed();
     result
@@ -679,7 +690,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -854,6 +865,21 @@ async fn run(knobs: Knobs) -> Result<()> {
         usize::try_from(knobs.in_flight_max()).unwrap_or(usize::MAX),
     ));
     let begin = Instant::now();
+    let progress = {
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                eprintln!(
+                    "  {:.0} s: {} started, {} completed, {} failed",
+                    begin.elapsed().as_secs_f64(),
+                    counters.started.load(Ordering::Relaxed),
+                    counters.completed.load(Ordering::Relaxed),
+                    counters.failed.load(Ordering::Relaxed)
+                );
+            }
+        })
+    };
     let mut tasks = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     for k in 0..total {
         let due = begin + Duration::from_secs_f64(k as f64 / knobs.rate);
@@ -887,6 +913,7 @@ async fn run(knobs: Knobs) -> Result<()> {
         let _ = task.await;
     }
     let elapsed = begin.elapsed();
+    progress.abort();
     stop.notify_one();
     let _ = pinging.await;
     tokio::time::sleep(DRAIN).await;
