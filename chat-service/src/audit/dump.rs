@@ -79,7 +79,7 @@ impl DumpFilter {
                 None => stream == s,
             });
         stream_ok
-            && (self.types.is_empty() || self.types.iter().any(|t| *t == record.event_type))
+            && (self.types.is_empty() || self.types.contains(&record.event_type))
             && self.from.is_none_or(|from| record.recorded_at >= from)
             && self.to.is_none_or(|to| record.recorded_at < to)
     }

@@ -218,7 +218,10 @@ impl Service {
     ) -> Result<Self, ServiceError> {
         let secret = secret_key(&config, data_dir.as_deref())?;
         let clock = Arc::new(SystemClock::default());
-        let engine = Engine::start(store.clone(), clock.clone(), EngineOptions::default()).await?;
+        let engine = Engine::start(store, clock.clone(), EngineOptions::default()).await?;
+        // Every reader goes through the engine's store, which opens sealed content (message
+        // texts, contact data) with the vault's keys; the raw store would show it erased.
+        let store = engine.store().clone();
         let fanout = Fanout::start(
             store.clone(),
             engine.codec().clone(),
