@@ -8,6 +8,6 @@
 
 pub mod audit;
 pub mod engine;
-pub mod http;
 pub mod fanout;
+pub mod http;
 pub mod outbox;

@@ -47,7 +47,11 @@ impl From<&ChatMessage> for MessageView {
             text: message.body.text,
             attachments: serde_json::to_value(&message.body.attachments).unwrap_or(Value::Null),
             quick_replies: message.body.quick_replies,
-            article: message.body.article.as_ref().and_then(|a| serde_json::to_value(a).ok()),
+            article: message
+                .body
+                .article
+                .as_ref()
+                .and_then(|a| serde_json::to_value(a).ok()),
             video_call_link: message.body.video_call_link,
             redaction: message.redaction.and_then(|r| serde_json::to_value(r).ok()),
         }
