@@ -47,7 +47,6 @@ fn options() -> EngineOptions {
     EngineOptions {
         // A checkpoint after every event: the past-chats index (with the words) reaches the log.
         checkpoint_interval_events: 1,
-        ..EngineOptions::default()
     }
 }
 

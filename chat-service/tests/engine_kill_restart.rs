@@ -22,7 +22,6 @@ const AGENT: AgentId = AgentId::from_u128(0xa1);
 fn options() -> EngineOptions {
     EngineOptions {
         checkpoint_interval_events: 5,
-        ..EngineOptions::default()
     }
 }
 

@@ -338,7 +338,6 @@ async fn c9_e3_retries_after_a_restart_are_no_ops_and_projections_resume_from_ch
     let clock = Arc::new(ManualClock::new(t0()));
     let options = EngineOptions {
         checkpoint_interval_events: 3,
-        ..EngineOptions::default()
     };
     let engine = start(backend.open().await, clock.clone(), options.clone()).await;
     configure(&engine, true, &[ANN]).await;

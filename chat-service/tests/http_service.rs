@@ -8,41 +8,10 @@ mod support;
 use http_support::TestService;
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-/// The binary, started like the README's run command but on a temporary directory and a free
-/// port; returns the process and the lines it printed up to the "API description" line.
-fn start_binary(args: &[&str]) -> (Child, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-service"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("a printed line");
-        let done = line.starts_with("API description");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    (child, lines)
-}
-
-fn url_in(lines: &[String]) -> String {
-    let first = lines
-        .iter()
-        .find(|l| l.starts_with("chat-service listening on"))
-        .expect("the service prints where it listens");
-    first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("the first line names the URL")
-        .to_owned()
+fn start(args: &[&str]) -> (Child, String, Vec<String>) {
+    http_support::start_binary(env!("CARGO_BIN_EXE_chat-service"), args)
 }
 
 fn stop(mut child: Child) {
@@ -61,8 +30,7 @@ async fn v4_the_binary_starts_on_a_fresh_directory_with_the_demo_and_again_on_th
         .port();
     let listen = format!("127.0.0.1:{port}");
     let args = ["--store", &store, "--listen", &listen, "--demo"];
-    let (child, lines) = start_binary(&args);
-    let url = url_in(&lines);
+    let (child, url, lines) = start(&args);
     let printed = lines.join("\n");
     assert!(printed.contains("demo page"), "{printed}");
     let password = |login: &str| {
@@ -93,8 +61,7 @@ async fn v4_the_binary_starts_on_a_fresh_directory_with_the_demo_and_again_on_th
 
     // A restart on the same directory finds the demo: same credentials, nothing new to write
     // but the agent's presence (already online: no change either).
-    let (child, lines) = start_binary(&args);
-    let url = url_in(&lines);
+    let (child, url, lines) = start(&args);
     // A new client: the old one's pooled connection died with the first process.
     let client = reqwest::Client::new();
     assert!(

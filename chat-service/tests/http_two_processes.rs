@@ -3,13 +3,15 @@
 //! sends through process B, and the agent's stream on B sees what the visitor sends through A.
 //! Both processes run their routing runtimes at once (R2 holds through the store).
 
+mod http_support;
+mod support;
+
 use chat_service::http::auth::SecretKey;
 use chat_store::PostgresTestDatabase;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -44,28 +46,7 @@ fn start(url: &str, schema: &str, key: &str, demo: bool) -> Process {
     if demo {
         args.push("--demo");
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-service"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("a line");
-        let done = line.starts_with("API description");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    let url = lines
-        .iter()
-        .find(|l| l.starts_with("chat-service listening on"))
-        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
-        .unwrap_or_else(|| panic!("no URL printed: {lines:?}"))
-        .to_owned();
+    let (child, url, lines) = http_support::start_binary(env!("CARGO_BIN_EXE_chat-service"), &args);
     Process { child, url, lines }
 }
 

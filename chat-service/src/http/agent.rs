@@ -39,13 +39,12 @@ use chat_core::config::{
     CannedScope, CannedState, ConfigRejection, KEY_CHARS_MAX, QueueDecider,
 };
 use chat_core::conversation::{
-    ATTACHMENTS_PER_MESSAGE_MAX, Article, ChatCommand, ChatState, Conversation, EndedBy,
-    MessageBody, Rejection,
+    Article, ChatCommand, ChatState, Conversation, EndedBy, MessageBody, Rejection,
 };
 use chat_core::projection::LiveStatus;
 use chat_core::{
-    AgentId, AttachmentMeta, CannedResponseId, CaseId, ChatId, CommandId, Decider,
-    FIELD_TEXT_BYTES_MAX, FieldValue, MessageId, QueueId,
+    AgentId, CannedResponseId, CaseId, ChatId, CommandId, Decider, FIELD_TEXT_BYTES_MAX,
+    FieldValue, MessageId, QueueId,
 };
 use chat_store::GlobalPosition;
 use serde::{Deserialize, Serialize};
@@ -629,33 +628,9 @@ async fn send_message(
     ApiJson(request): ApiJson<AgentMessage>,
 ) -> ApiResult<Json<AgentCommandDone>> {
     load_chat(&app, chat).await?;
-    // Bounded before any blob is looked up; chat-core checks the same limit again.
-    if request.attachments.len() > ATTACHMENTS_PER_MESSAGE_MAX {
-        return Err(Rejection::LimitExceeded {
-            limit: "attachments_per_message_max",
-            max: ATTACHMENTS_PER_MESSAGE_MAX as u64,
-            actual: request.attachments.len() as u64,
-        }
-        .into());
-    }
-    let mut attachments = Vec::with_capacity(request.attachments.len());
-    for id in &request.attachments {
-        let meta = match app.blobs().meta(*id).await? {
-            Some(meta) if meta.chat == chat => meta,
-            _ => {
-                return Err(ApiError::invalid(
-                    "attachments",
-                    format!("{id} was not uploaded to this chat"),
-                ));
-            }
-        };
-        attachments.push(AttachmentMeta {
-            file_name: meta.file_name,
-            content_type: meta.content_type,
-            size_bytes: meta.size_bytes,
-            storage_key: id.to_string(),
-        });
-    }
+    let attachments =
+        crate::http::blobs::message_attachments(app.blobs().as_ref(), chat, &request.attachments)
+            .await?;
     let command_id = command_id(request.command_id);
     let message_id = MessageId::from_uuid(
         derived_command_id("agent-message", &[command_id.as_uuid().as_bytes()]).as_uuid(),

@@ -316,3 +316,42 @@ impl From<BlobError> for crate::http::error::ApiError {
         Self::internal(error)
     }
 }
+
+/// The attachments of a message about to be posted in `chat`: at most
+/// `ATTACHMENTS_PER_MESSAGE_MAX` ids (checked before any lookup; chat-core checks it again), each
+/// an upload of this very chat. One rule for the visitor's and the agent's messages.
+pub async fn message_attachments(
+    blobs: &dyn BlobStore,
+    chat: ChatId,
+    ids: &[Uuid],
+) -> crate::http::error::ApiResult<Vec<chat_core::AttachmentMeta>> {
+    use chat_core::conversation::{ATTACHMENTS_PER_MESSAGE_MAX, Rejection};
+    if ids.len() > ATTACHMENTS_PER_MESSAGE_MAX {
+        return Err(Rejection::LimitExceeded {
+            limit: "attachments_per_message_max",
+            max: ATTACHMENTS_PER_MESSAGE_MAX as u64,
+            actual: ids.len() as u64,
+        }
+        .into());
+    }
+    let mut attachments = Vec::with_capacity(ids.len());
+    for id in ids {
+        let meta = blobs
+            .meta(*id)
+            .await?
+            .filter(|meta| meta.chat == chat)
+            .ok_or_else(|| {
+                crate::http::error::ApiError::invalid(
+                    "attachments",
+                    format!("{id} is not an upload of this chat"),
+                )
+            })?;
+        attachments.push(chat_core::AttachmentMeta {
+            file_name: meta.file_name,
+            content_type: meta.content_type,
+            size_bytes: meta.size_bytes,
+            storage_key: id.to_string(),
+        });
+    }
+    Ok(attachments)
+}

@@ -1030,32 +1030,9 @@ async fn send_message(
     ApiJson(request): ApiJson<SendMessageRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<SentMessage>)> {
     visitor_access(&app, &headers, &uri, chat).await?;
-    let max = chat_core::conversation::ATTACHMENTS_PER_MESSAGE_MAX;
-    if request.attachments.len() > max {
-        return Err(chat_core::conversation::Rejection::LimitExceeded {
-            limit: "attachments_per_message_max",
-            max: max as u64,
-            actual: request.attachments.len() as u64,
-        }
-        .into());
-    }
-    let mut attachments = Vec::with_capacity(request.attachments.len());
-    for id in request.attachments {
-        let meta = app
-            .blobs()
-            .meta(id)
-            .await?
-            .filter(|meta| meta.chat == chat)
-            .ok_or_else(|| {
-                ApiError::invalid("attachments", format!("{id} is not an upload of this chat"))
-            })?;
-        attachments.push(AttachmentMeta {
-            file_name: meta.file_name,
-            content_type: meta.content_type,
-            size_bytes: meta.size_bytes,
-            storage_key: id.to_string(),
-        });
-    }
+    let attachments =
+        crate::http::blobs::message_attachments(app.blobs().as_ref(), chat, &request.attachments)
+            .await?;
     let command_id = command_id(request.command_id);
     let message_id = MessageId::from_uuid(
         derived_command_id("visitor-message", &[command_id.as_uuid().as_bytes()]).as_uuid(),

@@ -193,3 +193,33 @@ impl WsClient {
         let _ = self.stream.close(None).await;
     }
 }
+
+/// Starts the `chat-service` binary (`bin`: `env!("CARGO_BIN_EXE_chat-service")`) with `args`
+/// and reads what it prints up to the "API description" line; returns the process, the URL it
+/// listens on and the printed lines. Its logs (stderr) are discarded.
+pub fn start_binary(bin: &str, args: &[&str]) -> (std::process::Child, String, Vec<String>) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("a printed line");
+        let done = line.starts_with("API description");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let url = lines
+        .iter()
+        .find(|l| l.starts_with("chat-service listening on"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+        .unwrap_or_else(|| panic!("the service prints where it listens: {lines:?}"))
+        .to_owned();
+    (child, url, lines)
+}
