@@ -586,19 +586,15 @@ async fn create_module(
         reference: body.reference.clone(),
         settings: fields.into(),
     };
-    match run_module(&app, &by, id, command).await {
-        Ok(module) => Ok((StatusCode::CREATED, Json(ModuleView::of(&module, &app)))),
-        Err(error) if body.command_id.is_some() && error.detail.code == "already_exists" => {
-            // A retry of a creation that was recorded: answer with what it made.
-            let module = load_module(&app, id).await?;
-            if module.reference == body.reference {
-                Ok((StatusCode::CREATED, Json(ModuleView::of(&module, &app))))
-            } else {
-                Err(error)
-            }
-        }
-        Err(error) => Err(error),
-    }
+    let made = run_module(&app, &by, id, command)
+        .await
+        .map(|module| ModuleView::of(&module, &app));
+    let view = retried_creation(made, body.command_id, || async {
+        let module = load_module(&app, id).await?;
+        Ok((module.reference == body.reference).then(|| ModuleView::of(&module, &app)))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// M3: list modules, optionally searched by name/alias (`q`) and by tag.
@@ -804,18 +800,16 @@ async fn duplicate_module(
         .clone()
         .unwrap_or_else(|| format!("{} (copy)", source.settings.name));
     let command = source.duplicate(id, &body.reference, &name);
-    match run_module(&app, &by, id, command).await {
-        Ok(copy) => Ok((StatusCode::CREATED, Json(ModuleView::of(&copy, &app)))),
-        Err(error) if body.command_id.is_some() && error.detail.code == "already_exists" => {
-            let copy = load_module(&app, id).await?;
-            if copy.duplicated_from == Some(source.id) && copy.reference == body.reference {
-                Ok((StatusCode::CREATED, Json(ModuleView::of(&copy, &app))))
-            } else {
-                Err(error)
-            }
-        }
-        Err(error) => Err(error),
-    }
+    let made = run_module(&app, &by, id, command)
+        .await
+        .map(|copy| ModuleView::of(&copy, &app));
+    let view = retried_creation(made, body.command_id, || async {
+        let copy = load_module(&app, id).await?;
+        let same = copy.duplicated_from == Some(source.id) && copy.reference == body.reference;
+        Ok(same.then(|| ModuleView::of(&copy, &app)))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 fn changed_fields(event: &ModuleEvent) -> Vec<String> {
@@ -1315,20 +1309,17 @@ async fn create_strategy(
         reference: body.reference.clone(),
         rules: body.rules,
     };
-    match run_strategy(&app, &by, id, command).await {
-        Ok(state) => StrategyView::of(&state)
-            .map(|v| (StatusCode::CREATED, Json(v)))
-            .ok_or_else(|| ApiError::internal("created strategy missing")),
-        Err(error) if body.command_id.is_some() && error.detail.code == "already_exists" => {
-            let view = load_strategy(&app, id).await?;
-            if view.reference == body.reference {
-                Ok((StatusCode::CREATED, Json(view)))
-            } else {
-                Err(error)
-            }
-        }
-        Err(error) => Err(error),
-    }
+    let made = run_strategy(&app, &by, id, command)
+        .await
+        .and_then(|state| {
+            StrategyView::of(&state).ok_or_else(|| ApiError::internal("created strategy missing"))
+        });
+    let view = retried_creation(made, body.command_id, || async {
+        let view = load_strategy(&app, id).await?;
+        Ok((view.reference == body.reference).then_some(view))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// T1: list strategies.
@@ -1557,18 +1548,16 @@ async fn create_queue(
         name: body.name,
         reference: body.reference.clone(),
     };
-    match run_queue(&app, &by, id, command).await {
-        Ok(state) => Ok((StatusCode::CREATED, queue_view(&state)?)),
-        Err(error) if body.command_id.is_some() && error.detail.code == "already_exists" => {
-            let view = load_queue(&app, id).await?;
-            if view.reference == body.reference {
-                Ok((StatusCode::CREATED, Json(view)))
-            } else {
-                Err(error)
-            }
-        }
+    let made = match run_queue(&app, &by, id, command).await {
+        Ok(state) => queue_view(&state).map(|Json(view)| view),
         Err(error) => Err(error),
-    }
+    };
+    let view = retried_creation(made, body.command_id, || async {
+        let view = load_queue(&app, id).await?;
+        Ok((view.reference == body.reference).then_some(view))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// R1: list queues.
@@ -2644,6 +2633,25 @@ async fn statistics(
         })
         .collect();
     Ok(Json(StatisticsView { agents, aliases }))
+}
+
+/// C9 for creations: a creation's id derives from its `command_id`, so a retry of one that was
+/// recorded is refused `already_exists`; it then answers with what the first one made, if that
+/// is what this request asks for (`same` returns it), and with the refusal otherwise.
+async fn retried_creation<V, Fut>(
+    made: ApiResult<V>,
+    command_id: Option<Uuid>,
+    same: impl FnOnce() -> Fut,
+) -> ApiResult<V>
+where
+    Fut: std::future::Future<Output = ApiResult<Option<V>>>,
+{
+    match made {
+        Err(error) if command_id.is_some() && error.detail.code == "already_exists" => {
+            same().await?.ok_or(error)
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
