@@ -20,7 +20,8 @@ use crate::http::auth::{
 use crate::http::error::{ApiError, ApiResult, ErrorBody, FieldProblem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::outbox::{
-    OutboxError, OutboxSettings, SETTINGS_STREAM, SettingsEvent, WebhookEventKind, WebhookTarget,
+    OfflineMail, OutboxError, OutboxSettings, SETTINGS_STREAM, SettingsEvent, WebhookEventKind,
+    WebhookTarget,
 };
 use axum::Json;
 use axum::extract::State;
@@ -86,6 +87,7 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(get_account, edit_account))
         .routes(routes!(list_webhooks))
         .routes(routes!(set_webhook, delete_webhook))
+        .routes(routes!(get_mail, set_mail))
         .routes(routes!(board))
         .routes(routes!(search_chats))
         .routes(routes!(statistics))
@@ -337,17 +339,103 @@ impl From<ModuleFields> for ModuleSettings {
     }
 }
 
-/// A new module (M1).
-#[derive(Clone, Debug, Deserialize, ToSchema)]
+/// A new module (M1): one JSON object holding `reference`, an optional `command_id` and the
+/// fields of [`ModuleFields`] (absent ones take their defaults; an unknown key is refused, as in
+/// an edit).
+#[derive(Clone, Debug)]
 pub struct CreateModule {
     /// Retry id; also the new module's id, so a retried creation returns the same module.
     pub command_id: Option<Uuid>,
     /// The unique reference (M2): 1–64 ASCII letters, digits or `_+.@-`.
     pub reference: String,
-    /// The fields; absent ones take their defaults.
-    #[serde(flatten)]
+    /// The fields.
     pub fields: ModuleFields,
 }
+
+impl CreateModule {
+    /// Reads a creation body; a refusal names the key at fault.
+    fn parse(body: Value) -> ApiResult<Self> {
+        let mut body = module_body(body)?;
+        let command_id = match body.remove("command_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                serde_json::from_value(v)
+                    .map_err(|_| ApiError::invalid("command_id", "must be a UUID"))?,
+            ),
+        };
+        let reference = take_reference(&mut body)?
+            .ok_or_else(|| ApiError::invalid("reference", "is required"))?;
+        let fields = serde_json::from_value(Value::Object(body))
+            .map_err(|e| ApiError::invalid("body", e.to_string()))?;
+        Ok(Self {
+            command_id,
+            reference,
+            fields,
+        })
+    }
+}
+
+/// The body of a module creation or edit, which must be a JSON object.
+fn module_body(body: Value) -> ApiResult<serde_json::Map<String, Value>> {
+    match body {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::invalid("body", "must be a JSON object")),
+    }
+}
+
+/// Takes `reference` out of a module body.
+fn take_reference(body: &mut serde_json::Map<String, Value>) -> ApiResult<Option<String>> {
+    match body.remove("reference") {
+        None => Ok(None),
+        Some(Value::String(r)) => Ok(Some(r)),
+        Some(_) => Err(ApiError::invalid("reference", "must be a string")),
+    }
+}
+
+/// The creation body's schema is one object — [`ModuleFields`]' properties plus `reference`
+/// (required) and `command_id`. A derived `#[serde(flatten)]` schema would be an `allOf` of two
+/// objects, one of which (`ModuleFields`, `additionalProperties: false`) admits no `reference`,
+/// so no body could satisfy it (schemathesis rejects such a document).
+impl utoipa::PartialSchema for CreateModule {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{
+            KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type,
+        };
+        let mut schema = <ModuleFields as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            let reference: Object = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "The unique reference (M2): 1–64 ASCII letters, digits or `_+.@-`.",
+                ))
+                .build();
+            let command_id: Object = ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::String,
+                    Type::Null,
+                ]))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                .description(Some(
+                    "Retry id; also the new module's id, so a retried creation returns the same module.",
+                ))
+                .build();
+            object
+                .properties
+                .insert("reference".into(), reference.into());
+            object
+                .properties
+                .insert("command_id".into(), command_id.into());
+            object.required.push("reference".into());
+            object.description = Some(
+                "A new module (M1): `reference`, an optional `command_id` and the module's fields (absent ones take their defaults).".into(),
+            );
+        }
+        schema
+    }
+}
+
+impl ToSchema for CreateModule {}
 
 /// A strategy attached to a module, with its flags (T1, T3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -573,9 +661,10 @@ fn config_error(rejection: ConfigRejection) -> ApiError {
 async fn create_module(
     State(app): State<App>,
     by: Operator,
-    ApiJson(body): ApiJson<CreateModule>,
+    ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, Json<ModuleView>)> {
     by.require(Role::Admin)?;
+    let body = CreateModule::parse(body)?;
     let id = ModuleId::from_uuid(new_id(body.command_id));
     let mut fields = body.fields;
     if fields.alias.is_empty() {
@@ -695,15 +784,9 @@ async fn edit_module(
 ) -> ApiResult<Json<ModuleView>> {
     by.require(Role::Admin)?;
     let id = module_id(&module)?;
-    let Value::Object(mut patch) = patch else {
-        return Err(ApiError::invalid("body", "must be a JSON object"));
-    };
+    let mut patch = module_body(patch)?;
     patch.remove("command_id");
-    let reference = match patch.remove("reference") {
-        None => None,
-        Some(Value::String(r)) => Some(r),
-        Some(_) => return Err(ApiError::invalid("reference", "must be a string")),
-    };
+    let reference = take_reference(&mut patch)?;
     let current = load_module(&app, id).await?;
     let mut fields =
         serde_json::to_value(ModuleFields::from(&current.settings)).map_err(ApiError::internal)?;
@@ -2184,6 +2267,15 @@ async fn outbox_settings(app: &App) -> ApiResult<OutboxSettings> {
     Ok(current)
 }
 
+/// Records `settings` in the outbox's settings stream (checked there; a refusal names the field).
+async fn save_outbox_settings(app: &App, settings: &OutboxSettings) -> ApiResult<()> {
+    let now = app.engine().clock().now();
+    crate::outbox::Outbox::set_settings(app.engine().store().as_ref(), settings, now)
+        .await
+        .map_err(outbox_error)?;
+    Ok(())
+}
+
 fn webhook_views(settings: &OutboxSettings) -> Vec<WebhookView> {
     settings
         .webhooks
@@ -2250,10 +2342,7 @@ async fn set_webhook(
             events,
         },
     );
-    let now = app.engine().clock().now();
-    crate::outbox::Outbox::set_settings(app.engine().store().as_ref(), &settings, now)
-        .await
-        .map_err(outbox_error)?;
+    save_outbox_settings(&app, &settings).await?;
     Ok(Json(webhook_views(&settings)))
 }
 
@@ -2276,11 +2365,77 @@ async fn delete_webhook(
     if settings.webhooks.remove(&target).is_none() {
         return Err(ApiError::not_found(format!("webhook target {target:?}")));
     }
-    let now = app.engine().clock().now();
-    crate::outbox::Outbox::set_settings(app.engine().store().as_ref(), &settings, now)
-        .await
-        .map_err(outbox_error)?;
+    save_outbox_settings(&app, &settings).await?;
     Ok(Json(webhook_views(&settings)))
+}
+
+// ----- engine e-mail (O1, O2, C3) -------------------------------------------------------------
+
+/// The outbox's e-mail settings: the sender of every engine e-mail (transcripts O2, answered
+/// asynchronous messages C3, offline forwards O1) and each module's offline e-mail rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    /// The `From` of engine e-mail; `null` sends none (each e-mail gives up with that reason).
+    pub sender: Option<String>,
+    /// Offline handling by module id (O1): `{"Forward": {"to": "<address>"}}` or
+    /// `{"EmailInteraction": {"inbox": "<address>", "subject_field": "<offline-form field>"}}`.
+    /// Modules not listed keep their offline messages for supervisors only.
+    #[schema(value_type = Object)]
+    pub offline_mail: BTreeMap<Uuid, OfflineMail>,
+}
+
+impl From<&OutboxSettings> for MailSettings {
+    fn from(settings: &OutboxSettings) -> Self {
+        Self {
+            sender: settings.sender.clone(),
+            offline_mail: settings
+                .offline_mail
+                .iter()
+                .map(|(module, rule)| (module.as_uuid(), rule.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// O1, O2: the engine's e-mail settings.
+#[utoipa::path(get, path = "/api/admin/mail", tag = "admin",
+    responses(
+        (status = 200, body = MailSettings),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ),
+    security(("operator" = [])))]
+async fn get_mail(State(app): State<App>, by: Operator) -> ApiResult<Json<MailSettings>> {
+    by.require(Role::Admin)?;
+    Ok(Json(MailSettings::from(&outbox_settings(&app).await?)))
+}
+
+/// O1, O2: replace the engine's e-mail settings (the webhook targets are kept). Recorded in the
+/// outbox's settings stream, so e-mail derived from events from now on follows them.
+#[utoipa::path(put, path = "/api/admin/mail", tag = "admin",
+    request_body = MailSettings,
+    responses(
+        (status = 200, body = MailSettings),
+        (status = 400, description = "an address or field is invalid (named in `field`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+    ),
+    security(("operator" = [])))]
+async fn set_mail(
+    State(app): State<App>,
+    by: Operator,
+    ApiJson(body): ApiJson<MailSettings>,
+) -> ApiResult<Json<MailSettings>> {
+    by.require(Role::Admin)?;
+    let mut settings = outbox_settings(&app).await?;
+    settings.sender = body.sender;
+    settings.offline_mail = body
+        .offline_mail
+        .into_iter()
+        .map(|(module, rule)| (ModuleId::from_uuid(module), rule))
+        .collect();
+    save_outbox_settings(&app, &settings).await?;
+    Ok(Json(MailSettings::from(&settings)))
 }
 
 // ----- supervisor (X1–X3) ---------------------------------------------------------------------
@@ -2694,5 +2849,77 @@ mod tests {
             zero.checked().unwrap_err().detail.field.as_deref(),
             Some("limit")
         );
+    }
+
+    /// Every request body a client can send has one object schema that admits it: no `allOf`
+    /// (a flattened struct whose part forbids extra keys admits no body at all), and the module
+    /// creation lists `reference` as required beside the module's fields.
+    #[test]
+    fn request_schemas_are_single_objects() {
+        let document = serde_json::to_value(crate::http::openapi()).expect("document");
+        let schemas = document["components"]["schemas"]
+            .as_object()
+            .expect("schemas");
+        for (name, schema) in schemas {
+            assert!(
+                schema.get("allOf").is_none(),
+                "{name} is an allOf: {schema}"
+            );
+        }
+        let create = &schemas["CreateModule"];
+        assert_eq!(create["type"], "object", "{create}");
+        for key in [
+            "reference",
+            "command_id",
+            "name",
+            "appearance",
+            "transcript_email",
+        ] {
+            assert!(create["properties"][key].is_object(), "{key} in {create}");
+        }
+        assert_eq!(
+            create["required"],
+            serde_json::json!(["reference"]),
+            "{create}"
+        );
+        assert_eq!(create["additionalProperties"], false, "{create}");
+    }
+
+    /// A module creation is one object: `reference` is required, `command_id` must be a UUID,
+    /// and an unknown key is refused (named), as in an edit; absent fields take their defaults.
+    #[test]
+    fn a_creation_body_names_the_key_at_fault() {
+        let parse = |body: serde_json::Value| CreateModule::parse(body).map_err(|e| e.detail);
+        let made = parse(serde_json::json!({"reference": "sales", "name": "Sales"})).expect("ok");
+        assert_eq!(
+            (made.reference.as_str(), made.fields.name.as_str()),
+            ("sales", "Sales")
+        );
+        assert_eq!(made.command_id, None);
+        assert!(
+            made.fields.alias.is_empty(),
+            "the handler fills the alias from the name"
+        );
+        let field = |body| parse(body).expect_err("refused").field;
+        assert_eq!(
+            field(serde_json::json!({"name": "Sales"})).as_deref(),
+            Some("reference")
+        );
+        assert_eq!(
+            field(serde_json::json!({"reference": 7, "name": "Sales"})).as_deref(),
+            Some("reference")
+        );
+        assert_eq!(
+            field(serde_json::json!({"reference": "s", "command_id": "x"})).as_deref(),
+            Some("command_id")
+        );
+        assert_eq!(
+            field(serde_json::json!(["reference"])).as_deref(),
+            Some("body")
+        );
+        let unknown =
+            parse(serde_json::json!({"reference": "s", "colour": "red"})).expect_err("refused");
+        assert_eq!(unknown.field.as_deref(), Some("body"));
+        assert!(unknown.message.contains("colour"), "{}", unknown.message);
     }
 }
