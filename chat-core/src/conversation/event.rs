@@ -7,6 +7,7 @@
 
 use super::model::{
     AssignVia, CaseData, ChatMessage, ChatSettings, Disposition, Origin, Party, QueueCause,
+    utc_timestamp,
 };
 use crate::PageData;
 use crate::{AgentId, ChatId, CommandId, ContactId, EventKind, FieldValue, MessageId, ModuleId};
@@ -44,6 +45,10 @@ pub struct ChatRecord {
 }
 
 /// Everything that can happen to a chat. Schema version 1 for every variant.
+///
+/// Every variant's instant is read with [`utc_timestamp`] (a message's through
+/// [`ChatMessage`]): a replay reads one per event, and chrono's general parser would be a
+/// quarter of decoding one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatEvent {
     /// The chat exists; episode 1 begins. Always followed by `ChatQueued` or an offline
@@ -52,6 +57,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The chat record (boxed: it is the largest payload).
         record: Box<ChatRecord>,
@@ -61,6 +67,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The episode.
         episode: u32,
@@ -72,6 +79,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The episode.
         episode: u32,
@@ -81,6 +89,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The episode.
         episode: u32,
@@ -101,6 +110,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The episode.
         episode: u32,
@@ -114,6 +124,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The episode.
         episode: u32,
@@ -127,6 +138,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The episode.
         episode: u32,
@@ -138,6 +150,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The episode rated.
         episode: u32,
@@ -154,6 +167,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The new episode's number.
         episode: u32,
@@ -163,6 +177,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The contact.
         contact: ContactId,
@@ -174,6 +189,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The episode.
         episode: u32,
@@ -185,6 +201,7 @@ pub enum ChatEvent {
         /// Producing command.
         command_id: CommandId,
         /// When.
+        #[serde(deserialize_with = "utc_timestamp")]
         at: DateTime<Utc>,
         /// The message.
         message_id: MessageId,

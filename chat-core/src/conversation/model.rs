@@ -181,7 +181,8 @@ impl MessageBody {
 pub struct Redaction {
     /// The agent who redacted it.
     pub by: AgentId,
-    /// When.
+    /// When. Read with [`utc_timestamp`], like every instant of an event.
+    #[serde(deserialize_with = "utc_timestamp")]
     pub at: DateTime<Utc>,
 }
 
@@ -221,12 +222,16 @@ impl ChatMessage {
 ///
 /// Why: chrono stores an instant as an RFC 3339 string, and its general parser (offsets, spaces,
 /// lower-case separators, leap seconds) costs about a quarter of decoding a whole message event,
-/// so every replay pays it once per message. The form chrono writes for a `DateTime<Utc>`,
+/// so every replay pays it once per event. It is the one reader of every instant a chat event
+/// stores (each variant's `at`, a message's, a redaction's). The form chrono writes for a
+/// `DateTime<Utc>`,
 /// `YYYY-MM-DDTHH:MM:SS[.f…]Z` with up to 9 fraction digits, is read here directly; any other
 /// string goes to chrono's `Deserialize`, so what is accepted, what it means and the errors stay
 /// chrono's (the stored bytes are unchanged; `Serialize` is chrono's). Checked against chrono
 /// by the property tests below.
-fn utc_timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+pub(super) fn utc_timestamp<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<DateTime<Utc>, D::Error> {
     struct Visitor;
     impl de::Visitor<'_> for Visitor {
         type Value = DateTime<Utc>;
@@ -315,6 +320,8 @@ pub struct CaseData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conversation::{ChatEvent, ChatRecord};
+    use crate::{CommandId, EventKind};
     use chrono::{FixedOffset, TimeZone};
     use proptest::prelude::*;
 
@@ -327,6 +334,125 @@ mod tests {
         let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
             value.into_deserializer();
         utc_timestamp(deserializer)
+    }
+
+    /// One event of every variant, each at `at` (a message, the redaction in a case's message
+    /// and every other variant's own `at`): what the property below reads back.
+    fn every_event_at(at: DateTime<Utc>) -> Vec<ChatEvent> {
+        let (command_id, agent) = (CommandId::from_u128(1), AgentId::from_u128(2));
+        let message = ChatMessage {
+            id: MessageId::from_u128(3),
+            episode: 1,
+            author: Party::Visitor,
+            at,
+            body: MessageBody::text("hi"),
+            redaction: Some(Redaction { by: agent, at }),
+        };
+        let record = ChatRecord {
+            chat: ChatId::from_u128(4),
+            module: ModuleId::from_u128(5),
+            contact: ContactId::from_u128(6),
+            contact_email: None,
+            resume_token: "token".into(),
+            page: PageData::default(),
+            form_answers: BTreeMap::new(),
+            routing_vars: BTreeMap::new(),
+            origin: Origin::Widget,
+            settings: ChatSettings::default(),
+        };
+        let case = CaseData {
+            case_id: CaseId::from_u128(7),
+            chat: record.chat,
+            module: record.module,
+            contact: record.contact,
+            contact_email: None,
+            requested_by: Some(agent),
+            form_answers: BTreeMap::new(),
+            page: PageData::default(),
+            messages: vec![message.clone()],
+            messages_total: 1,
+            template: BTreeMap::new(),
+        };
+        vec![
+            ChatEvent::ChatStarted {
+                command_id,
+                at,
+                record: Box::new(record),
+            },
+            ChatEvent::ChatQueued {
+                command_id,
+                at,
+                episode: 1,
+                cause: QueueCause::Started,
+            },
+            ChatEvent::AsyncChattingStarted {
+                command_id,
+                at,
+                episode: 1,
+            },
+            ChatEvent::AgentAssigned {
+                command_id,
+                at,
+                episode: 1,
+                agent,
+                via: AssignVia::Routing,
+            },
+            ChatEvent::MessagePosted {
+                command_id,
+                message: Box::new(message.clone()),
+            },
+            ChatEvent::AsyncReplyEmailRequested {
+                command_id,
+                at,
+                episode: 1,
+                to: "v@example.com".into(),
+                message_id: message.id,
+            },
+            ChatEvent::EpisodeEnded {
+                command_id,
+                at,
+                episode: 1,
+                disposition: Disposition::Managed,
+                by: Party::Agent(agent),
+            },
+            ChatEvent::TranscriptEmailRequested {
+                command_id,
+                at,
+                episode: 1,
+                to: "v@example.com".into(),
+            },
+            ChatEvent::ChatRated {
+                command_id,
+                at,
+                episode: 1,
+                agent,
+                score: 5,
+                comment: None,
+            },
+            ChatEvent::ChatResumed {
+                command_id,
+                at,
+                episode: 2,
+            },
+            ChatEvent::ContactBlocked {
+                command_id,
+                at,
+                contact: case.contact,
+                by: agent,
+            },
+            ChatEvent::CaseCreated {
+                command_id,
+                at,
+                episode: 2,
+                case: Box::new(case),
+            },
+            ChatEvent::MessageRedacted {
+                command_id,
+                at,
+                message_id: message.id,
+                by: agent,
+            },
+        ]
     }
 
     proptest! {
@@ -354,6 +480,12 @@ mod tests {
             let bytes = rmp_serde::to_vec_named(&message).unwrap();
             let back: ChatMessage = rmp_serde::from_slice(&bytes).unwrap();
             prop_assert_eq!(back, message);
+            // Every other instant of an event is read by the same helper.
+            for event in every_event_at(at) {
+                let bytes = rmp_serde::to_vec_named(&event).unwrap();
+                let back: ChatEvent = rmp_serde::from_slice(&bytes).unwrap();
+                prop_assert_eq!(back, event);
+            }
             let written: String = rmp_serde::from_slice(&rmp_serde::to_vec(&at).unwrap()).unwrap();
             prop_assert_eq!(by_us(&written).ok(), Some(at));
         }
@@ -376,6 +508,15 @@ mod tests {
             );
             prop_assert_eq!(by_us(&value).ok(), by_chrono(&value).ok(), "{}", value);
         }
+    }
+
+    #[test]
+    fn every_event_at_builds_every_variant() {
+        let types: std::collections::BTreeSet<_> = every_event_at(DateTime::UNIX_EPOCH)
+            .iter()
+            .map(EventKind::event_type)
+            .collect();
+        assert_eq!(types.len(), 13, "one event of every variant: {types:?}");
     }
 
     #[test]
