@@ -760,7 +760,7 @@ impl Engine {
                 break;
             }
             let mut world = write(&self.inner.world);
-            for followed in &page {
+            for followed in page {
                 // Command handlers catch up too (read-your-writes for admission): whoever
                 // applies a position first applies it, in order, exactly once.
                 if followed.position() > world.position {

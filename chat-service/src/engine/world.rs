@@ -59,32 +59,32 @@ pub(crate) struct World {
 }
 
 impl World {
-    /// Folds one followed event.
-    pub(crate) fn apply(&mut self, followed: &Followed) {
+    /// Folds one followed event. Takes it by value: the follower's page is read for the world
+    /// alone, so a chat event is moved into the fold instead of cloned (see `apply_chat`).
+    pub(crate) fn apply(&mut self, followed: Followed) {
         self.position = followed.position();
-        match &followed.event {
-            DomainEvent::Chat { chat, event } => self.apply_chat(*chat, event),
+        match followed.event {
+            DomainEvent::Chat { chat, event } => self.apply_chat(chat, event),
             DomainEvent::Agent { agent, event } => {
-                let entry = self.agents.entry(*agent).or_default();
-                Agent::evolve(&mut entry.state, event);
+                let entry = self.agents.entry(agent).or_default();
+                Agent::evolve(&mut entry.state, &event);
                 if let AgentEvent::ChatClaimed { at, .. } = event {
-                    entry.last_assigned_at =
-                        Some(entry.last_assigned_at.map_or(*at, |t| t.max(*at)));
+                    entry.last_assigned_at = Some(entry.last_assigned_at.map_or(at, |t| t.max(at)));
                 }
             }
             DomainEvent::Module { module, event } => {
-                ModuleDecider::evolve(self.modules.entry(*module).or_default(), event);
+                ModuleDecider::evolve(self.modules.entry(module).or_default(), &event);
             }
             DomainEvent::Queue { queue, event } => {
-                QueueDecider::evolve(self.queues.entry(*queue).or_default(), event);
+                QueueDecider::evolve(self.queues.entry(queue).or_default(), &event);
             }
-            DomainEvent::Account(event) => AccountSettings::evolve(&mut self.account, event),
-            DomainEvent::Contact { contact, event } => match **event {
+            DomainEvent::Account(event) => AccountSettings::evolve(&mut self.account, &event),
+            DomainEvent::Contact { contact, event } => match *event {
                 ContactEvent::Blocked { .. } => {
-                    self.blocked_contacts.insert(*contact);
+                    self.blocked_contacts.insert(contact);
                 }
                 ContactEvent::Unblocked { .. } => {
-                    self.blocked_contacts.remove(contact);
+                    self.blocked_contacts.remove(&contact);
                 }
                 _ => {}
             },
@@ -92,19 +92,22 @@ impl World {
         }
     }
 
-    fn apply_chat(&mut self, chat: ChatId, event: &ChatEvent) {
+    /// Folds a chat event by value (`evolve_owned`): the state would keep the chat record and
+    /// every message, and folding a borrowed event would clone each message body only for the
+    /// world to drop it again (it keeps slim states).
+    fn apply_chat(&mut self, chat: ChatId, event: ChatEvent) {
         let entry = self.chats.entry(chat).or_default();
         let was_open = entry.state.is_open();
         if let ChatEvent::ChatResumed { .. } = event {
             entry.previous_agent = entry.state.episode_agent.or(entry.previous_agent);
         }
         if let ChatEvent::ChatQueued { at, cause, .. } = event {
-            entry.queued = Some((*at, *cause));
+            entry.queued = Some((at, cause));
         }
         if let ChatEvent::ContactBlocked { contact, .. } = event {
-            self.blocked_contacts.insert(*contact);
+            self.blocked_contacts.insert(contact);
         }
-        Conversation::evolve(&mut entry.state, event);
+        Conversation::evolve_owned(&mut entry.state, event);
         entry.state.messages.clear();
         entry.state.accepted_commands.clear();
         if let Some(old) = entry.deadline.take() {
