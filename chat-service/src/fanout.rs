@@ -283,7 +283,7 @@ impl Hub {
             }
         }
         self.dispatched += 1;
-        if self.dispatched % SWEEP_EVERY_EVENTS == 0 {
+        if self.dispatched.is_multiple_of(SWEEP_EVERY_EVENTS) {
             gone.extend(
                 self.subscribers
                     .iter()
