@@ -24,7 +24,7 @@ use chat_core::agent::AgentEvent;
 use chat_core::conversation::ChatEvent;
 use chat_core::{AgentId, ChatId};
 use chat_store::{EventStore, GlobalPosition, StoreError};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -184,11 +184,23 @@ struct Subscriber {
     reason: Arc<Mutex<Option<Disconnect>>>,
 }
 
+/// Dispatches between two sweeps of the subscribers for dropped subscriptions: subscribers of a
+/// quiet chat are otherwise only looked at when their chat has an event.
+const SWEEP_EVERY_EVENTS: u64 = 1024;
+
 #[derive(Default)]
 struct Hub {
     /// The last position the hub has handed out.
     position: GlobalPosition,
     subscribers: BTreeMap<u64, Subscriber>,
+    /// The visitors' subscribers ([`Audience::Chat`]) by chat: an event is offered only to its
+    /// chat's subscribers and to [`Hub::broad`], so a dispatch costs O(agents + supervisors),
+    /// not O(open streams) — most streams are idle visitors (docs/PERFORMANCE.md, load).
+    by_chat: HashMap<ChatId, BTreeSet<u64>>,
+    /// Subscribers that may receive any chat's events: agent inboxes and boards.
+    broad: BTreeSet<u64>,
+    /// Events dispatched, for [`SWEEP_EVERY_EVENTS`].
+    dispatched: u64,
     next_id: u64,
     /// Set once the hub stopped; new registrations get it at once.
     stopped: Option<Disconnect>,
@@ -200,14 +212,56 @@ fn set_reason(slot: &Mutex<Option<Disconnect>>, reason: Disconnect) {
 }
 
 impl Hub {
-    /// Hands one event to every subscriber it is for, in registration order.
+    fn register(&mut self, subscriber: Subscriber) {
+        let id = self.next_id;
+        self.next_id += 1;
+        match subscriber.filter.audience {
+            Audience::Chat(chat) => {
+                self.by_chat.entry(chat).or_default().insert(id);
+            }
+            Audience::AgentInbox(_) | Audience::Board => {
+                self.broad.insert(id);
+            }
+        }
+        self.subscribers.insert(id, subscriber);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(subscriber) = self.subscribers.remove(&id) else {
+            return;
+        };
+        if let Audience::Chat(chat) = subscriber.filter.audience
+            && let Some(ids) = self.by_chat.get_mut(&chat)
+        {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_chat.remove(&chat);
+            }
+        }
+        self.broad.remove(&id);
+    }
+
+    /// Hands one event to every subscriber it is for: its chat's, then the broad ones.
     async fn dispatch(&mut self, followed: &FanoutEvent, buffer_events: usize, grace: Duration) {
         let position = followed.position();
         let mut gone = Vec::new();
-        for (id, sub) in &mut self.subscribers {
+        let chat_ids = match &followed.event {
+            DomainEvent::Chat { chat, .. } => self.by_chat.get(chat),
+            _ => None,
+        };
+        let ids: Vec<u64> = chat_ids
+            .into_iter()
+            .flatten()
+            .chain(&self.broad)
+            .copied()
+            .collect();
+        for id in ids {
+            let Some(sub) = self.subscribers.get_mut(&id) else {
+                continue;
+            };
             if sub.tx.is_closed() {
                 // The subscription was dropped.
-                gone.push(*id);
+                gone.push(id);
                 continue;
             }
             if position <= sub.after || !sub.filter.admit(&followed.event) {
@@ -215,21 +269,30 @@ impl Hub {
             }
             match sub.tx.try_send(followed.clone()) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(id),
                 Err(mpsc::error::TrySendError::Full(event)) => {
                     match tokio::time::timeout(grace, sub.tx.send(event)).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(_)) => gone.push(*id),
+                        Ok(Err(_)) => gone.push(id),
                         Err(_) => {
                             set_reason(&sub.reason, Disconnect::Lagged { buffer_events });
-                            gone.push(*id);
+                            gone.push(id);
                         }
                     }
                 }
             }
         }
+        self.dispatched += 1;
+        if self.dispatched.is_multiple_of(SWEEP_EVERY_EVENTS) {
+            gone.extend(
+                self.subscribers
+                    .iter()
+                    .filter(|(_, sub)| sub.tx.is_closed())
+                    .map(|(id, _)| *id),
+            );
+        }
         for id in gone {
-            self.subscribers.remove(&id);
+            self.remove(id);
         }
         self.position = position;
     }
@@ -239,6 +302,8 @@ impl Hub {
             set_reason(&sub.reason, reason.clone());
         }
         self.subscribers.clear();
+        self.by_chat.clear();
+        self.broad.clear();
         self.stopped = Some(reason);
     }
 }
@@ -536,21 +601,16 @@ impl Subscription {
         }
         let (tx, rx) = mpsc::channel(self.buffer_events);
         let reason = Arc::new(Mutex::new(None));
-        let id = hub.next_id;
-        hub.next_id += 1;
         let filter = self
             .filter
             .take()
             .unwrap_or_else(|| unreachable!("checked above"));
-        hub.subscribers.insert(
-            id,
-            Subscriber {
-                filter,
-                after: read_to,
-                tx,
-                reason: reason.clone(),
-            },
-        );
+        hub.register(Subscriber {
+            filter,
+            after: read_to,
+            tx,
+            reason: reason.clone(),
+        });
         drop(hub);
         self.reader = None;
         self.live = Some(Live { rx, reason });

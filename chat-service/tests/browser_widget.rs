@@ -235,16 +235,6 @@ async fn chats_wait(t: &TestService) {
         .expect("capacity set");
 }
 
-async fn put(t: &TestService, path: &str, body: Value) -> (StatusCode, Value) {
-    t.send(
-        t.client
-            .put(t.url(path))
-            .bearer_auth(&t.admin_token)
-            .json(&body),
-    )
-    .await
-}
-
 /// A strategy that opens the chat on the demo page, attached to the demo module.
 async fn open_on_demo_page(t: &TestService) {
     let (status, strategy) = t
@@ -257,12 +247,13 @@ async fn open_on_demo_page(t: &TestService) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{strategy}");
     let id = strategy["id"].as_str().expect("strategy id");
-    let (status, body) = put(
-        t,
-        &format!("/api/admin/modules/{DEMO_MODULE}/strategies/{id}"),
-        json!({"open": true}),
-    )
-    .await;
+    let (status, body) = t
+        .put(
+            &format!("/api/admin/modules/{DEMO_MODULE}/strategies/{id}"),
+            &t.admin_token,
+            json!({"open": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
@@ -491,17 +482,17 @@ async fn o1_m4_m9_an_offline_module_shows_the_offline_form_in_the_advanced_style
     }
     // Given the demo module closed around the clock, in the advanced style with avatars.
     let t = TestService::memory().await;
-    let (status, body) = put(
-        &t,
-        &format!("/api/admin/modules/{DEMO_MODULE}/working-hours"),
-        json!({"weekly": [[], [], [], [], [], [], []], "exceptions": {}}),
-    )
-    .await;
+    let (status, body) = t
+        .put(
+            &format!("/api/admin/modules/{DEMO_MODULE}/working-hours"),
+            &t.admin_token,
+            json!({"weekly": [[], [], [], [], [], [], []], "exceptions": {}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let avatar = t.url("/avatar.svg");
-    let (status, body) = put(
-        &t,
-        &format!("/api/admin/modules/{DEMO_MODULE}/appearance"),
+    let (status, body) = t.put(&format!("/api/admin/modules/{DEMO_MODULE}/appearance"),
+        &t.admin_token,
         json!({"title": "Demo shop help", "module_colour": "#5b2a86", "button_colour": "#5b2a86",
                "button_icon": "chat", "style": {"Advanced": {"avatars": [avatar, avatar],
                "heading": "We answer within a day", "button_title": "Write to us"}}}),

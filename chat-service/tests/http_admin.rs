@@ -18,26 +18,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-async fn patch(svc: &TestService, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    svc.send(
-        svc.client
-            .patch(svc.url(path))
-            .bearer_auth(token)
-            .json(&body),
-    )
-    .await
-}
-
-async fn put(svc: &TestService, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    svc.send(svc.client.put(svc.url(path)).bearer_auth(token).json(&body))
-        .await
-}
-
-async fn delete(svc: &TestService, path: &str, token: &str) -> (StatusCode, Value) {
-    svc.send(svc.client.delete(svc.url(path)).bearer_auth(token))
-        .await
-}
-
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
@@ -79,14 +59,14 @@ async fn module_lifecycle(svc: &TestService) {
     );
 
     // When it is edited: a merge patch changes only what it names.
-    let (status, edited) = patch(
-        svc,
-        &format!("/api/admin/modules/{id}"),
-        admin,
-        json!({"description": "Orders and returns",
+    let (status, edited) = svc
+        .patch(
+            &format!("/api/admin/modules/{id}"),
+            admin,
+            json!({"description": "Orders and returns",
                "appearance": {"title": "Talk to sales", "module_colour": "#ABC"}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{edited}");
     assert_eq!(edited["settings"]["description"], "Orders and returns");
     assert_eq!(edited["settings"]["appearance"]["title"], "Talk to sales");
@@ -169,13 +149,13 @@ async fn module_lifecycle(svc: &TestService) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{strategy}");
     let strategy_id = strategy["id"].as_str().expect("id").to_owned();
-    let (status, attached) = put(
-        svc,
-        &format!("/api/admin/modules/{id}/strategies/{strategy_id}"),
-        admin,
-        json!({"open": true}),
-    )
-    .await;
+    let (status, attached) = svc
+        .put(
+            &format!("/api/admin/modules/{id}/strategies/{strategy_id}"),
+            admin,
+            json!({"open": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{attached}");
     assert_eq!(
         attached["strategies"],
@@ -187,7 +167,7 @@ async fn module_lifecycle(svc: &TestService) {
     assert_eq!(linked["modules"], json!([id]), "both sides record the link");
 
     // When the module is deleted, it is refused naming the strategy.
-    let (status, refused) = delete(svc, &format!("/api/admin/modules/{id}"), admin).await;
+    let (status, refused) = svc.delete(&format!("/api/admin/modules/{id}"), admin).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert_eq!(error_code(&refused), "has_dependants");
     assert!(
@@ -201,21 +181,22 @@ async fn module_lifecycle(svc: &TestService) {
         json!([{"field": "strategy", "problem": strategy_id}])
     );
     // T4: the strategy cannot be deleted while attached either.
-    let (status, refused) =
-        delete(svc, &format!("/api/admin/strategies/{strategy_id}"), admin).await;
+    let (status, refused) = svc
+        .delete(&format!("/api/admin/strategies/{strategy_id}"), admin)
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert_eq!(refused["error"]["fields"][0]["problem"], id.as_str());
 
     // When it is detached, the module can be deleted, and its reference is free again.
-    let (status, detached) = delete(
-        svc,
-        &format!("/api/admin/modules/{id}/strategies/{strategy_id}"),
-        admin,
-    )
-    .await;
+    let (status, detached) = svc
+        .delete(
+            &format!("/api/admin/modules/{id}/strategies/{strategy_id}"),
+            admin,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{detached}");
     assert_eq!(detached["strategies"], json!([]));
-    let (status, body) = delete(svc, &format!("/api/admin/modules/{id}"), admin).await;
+    let (status, body) = svc.delete(&format!("/api/admin/modules/{id}"), admin).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (status, gone) = svc.get(&format!("/api/admin/modules/{id}"), admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
@@ -235,7 +216,9 @@ async fn module_lifecycle(svc: &TestService) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
-    let (status, body) = delete(svc, &format!("/api/admin/strategies/{strategy_id}"), admin).await;
+    let (status, body) = svc
+        .delete(&format!("/api/admin/strategies/{strategy_id}"), admin)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }
 
@@ -301,13 +284,13 @@ async fn refusals_name_the_field_and_change_nothing() {
 
     // An edit refused on its second part records neither part.
     let demo = DEMO_MODULE.to_string();
-    let (status, body) = patch(
-        &svc,
-        &format!("/api/admin/modules/{demo}"),
-        admin,
-        json!({"reference": "demo-renamed", "appearance": {"button_colour": "#12345"}}),
-    )
-    .await;
+    let (status, body) = svc
+        .patch(
+            &format!("/api/admin/modules/{demo}"),
+            admin,
+            json!({"reference": "demo-renamed", "appearance": {"button_colour": "#12345"}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_field(&body), "button_colour");
     let (_, still) = svc.get(&format!("/api/admin/modules/{demo}"), admin).await;
@@ -372,81 +355,78 @@ async fn s1_f1_working_hours_forms_and_appearance_are_set_and_validated() {
     let (_, module) = svc.get(&format!("/api/admin/modules/{demo}"), admin).await;
     let hours = module["working_hours"].clone();
     // Round trip: what is read can be written back unchanged.
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/modules/{demo}/working-hours"),
-        admin,
-        hours.clone(),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/modules/{demo}/working-hours"),
+            admin,
+            hours.clone(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/modules/{demo}/working-hours"),
-        admin,
-        json!({"days": "closed"}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/modules/{demo}/working-hours"),
+            admin,
+            json!({"days": "closed"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
-    let (status, body) = delete(
-        &svc,
-        &format!("/api/admin/modules/{demo}/forms/offline"),
-        admin,
-    )
-    .await;
+    let (status, body) = svc
+        .delete(&format!("/api/admin/modules/{demo}/forms/offline"), admin)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["forms"].get("Offline").is_none(), "{body}");
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/modules/{demo}/forms/offline"),
-        admin,
-        module["forms"]["Offline"].clone(),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/modules/{demo}/forms/offline"),
+            admin,
+            module["forms"]["Offline"].clone(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["forms"]["Offline"], module["forms"]["Offline"]);
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/modules/{demo}/forms/sideways"),
-        admin,
-        json!({"fields": []}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/modules/{demo}/forms/sideways"),
+            admin,
+            json!({"fields": []}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_field(&body), "kind");
 
     // A6: the case template.
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/modules/{demo}/case-template"),
-        admin,
-        json!({"priority": "high"}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/modules/{demo}/case-template"),
+            admin,
+            json!({"priority": "high"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["case_template"], json!({"priority": "high"}));
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/modules/{demo}/case-template"),
-        admin,
-        json!({"Not A Key": "x"}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/modules/{demo}/case-template"),
+            admin,
+            json!({"Not A Key": "x"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_field(&body), "case_template");
 
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/modules/{demo}/appearance"),
-        admin,
-        json!({"title": "Hi", "module_colour": "#000", "button_colour": "#fff",
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/modules/{demo}/appearance"),
+            admin,
+            json!({"title": "Hi", "module_colour": "#000", "button_colour": "#fff",
                "button_icon": "chat", "style": {"Advanced": {"avatars": [
                    "https://a.example/1.png", "https://a.example/2.png",
                    "https://a.example/3.png", "https://a.example/4.png"],
                "heading": "h", "button_title": "b"}}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(
         error_field(&body),
@@ -496,13 +476,13 @@ async fn r1_r2_queues_and_operators_are_managed() {
     );
 
     // Role change, password reset, disabling.
-    let (status, body) = patch(
-        &svc,
-        &format!("/api/admin/operators/{ann_id}"),
-        admin,
-        json!({"role": "supervisor", "password": "battery staple", "capacity": 2}),
-    )
-    .await;
+    let (status, body) = svc
+        .patch(
+            &format!("/api/admin/operators/{ann_id}"),
+            admin,
+            json!({"role": "supervisor", "password": "battery staple", "capacity": 2}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["role"], "supervisor");
     assert_eq!(body["capacity"], 2);
@@ -518,13 +498,13 @@ async fn r1_r2_queues_and_operators_are_managed() {
     assert_eq!(status, StatusCode::OK, "a supervisor sees the board");
     let (status, _) = svc.get("/api/admin/modules", &ann_token).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "but configures nothing");
-    let (status, body) = patch(
-        &svc,
-        &format!("/api/admin/operators/{ann_id}"),
-        admin,
-        json!({"disabled": true}),
-    )
-    .await;
+    let (status, body) = svc
+        .patch(
+            &format!("/api/admin/operators/{ann_id}"),
+            admin,
+            json!({"disabled": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = svc.get("/api/admin/board", &ann_token).await;
     assert_eq!(
@@ -535,13 +515,13 @@ async fn r1_r2_queues_and_operators_are_managed() {
 
     // An admin cannot lock themselves out.
     let admin_id = chat_service::http::auth::user_id("admin").to_string();
-    let (status, body) = patch(
-        &svc,
-        &format!("/api/admin/operators/{admin_id}"),
-        admin,
-        json!({"disabled": true}),
-    )
-    .await;
+    let (status, body) = svc
+        .patch(
+            &format!("/api/admin/operators/{admin_id}"),
+            admin,
+            json!({"disabled": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(error_code(&body), "own_access");
 
@@ -556,52 +536,52 @@ async fn r1_r2_queues_and_operators_are_managed() {
     assert_eq!(status, StatusCode::CREATED, "{queue}");
     let queue_id = queue["id"].as_str().unwrap().to_owned();
     let agent = svc.agent_id.clone();
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/queues/{queue_id}/members/{agent}"),
-        admin,
-        json!({"level": 3}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/queues/{queue_id}/members/{agent}"),
+            admin,
+            json!({"level": 3}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_field(&body), "level");
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/queues/{queue_id}/members/{agent}"),
-        admin,
-        json!({"level": 2}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/queues/{queue_id}/members/{agent}"),
+            admin,
+            json!({"level": 2}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["members"], json!([{"agent": agent, "level": 2}]));
-    let (status, body) = put(
-        &svc,
-        &format!(
-            "/api/admin/queues/{queue_id}/members/{}",
-            uuid::Uuid::now_v7()
-        ),
-        admin,
-        json!({"level": 1}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!(
+                "/api/admin/queues/{queue_id}/members/{}",
+                uuid::Uuid::now_v7()
+            ),
+            admin,
+            json!({"level": 1}),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "an unknown operator: {body}");
     // R3, R4: the routing policy is configuration.
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/queues/{queue_id}/policy"),
-        admin,
-        json!({"selection": "RoundRobin", "repeat": {"Same": {"wait_s": 60}}}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/queues/{queue_id}/policy"),
+            admin,
+            json!({"selection": "RoundRobin", "repeat": {"Same": {"wait_s": 60}}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["policy"]["selection"], "RoundRobin");
-    let (status, body) = put(
-        &svc,
-        &format!("/api/admin/queues/{queue_id}/policy"),
-        admin,
-        json!({"selection": "LeastBusy", "repeat": {"Same": {"wait_s": 86_401}}}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            &format!("/api/admin/queues/{queue_id}/policy"),
+            admin,
+            json!({"selection": "LeastBusy", "repeat": {"Same": {"wait_s": 86_401}}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_field(&body), "policy.repeat.wait_s");
     let (_, queue) = svc
@@ -613,12 +593,12 @@ async fn r1_r2_queues_and_operators_are_managed() {
     );
     let (_, queues) = svc.get("/api/admin/queues", admin).await;
     assert_eq!(queues["total"], 2, "the demo's queue and this one");
-    let (status, body) = delete(
-        &svc,
-        &format!("/api/admin/queues/{queue_id}/members/{agent}"),
-        admin,
-    )
-    .await;
+    let (status, body) = svc
+        .delete(
+            &format!("/api/admin/queues/{queue_id}/members/{agent}"),
+            admin,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["members"], json!([]));
     svc.shutdown().await;
@@ -629,27 +609,27 @@ async fn m5_c5_f4_account_settings_change_all_or_nothing() {
     let svc = TestService::memory().await;
     let admin = svc.admin_token.as_str();
     let (_, before) = svc.get("/api/admin/account", admin).await;
-    let (status, body) = patch(
-        &svc,
-        "/api/admin/account",
-        admin,
-        json!({"unattended_timeout_s": 120, "default_time_zone": "Nowhere/City"}),
-    )
-    .await;
+    let (status, body) = svc
+        .patch(
+            "/api/admin/account",
+            admin,
+            json!({"unattended_timeout_s": 120, "default_time_zone": "Nowhere/City"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body), "unknown_time_zone");
     let (_, unchanged) = svc.get("/api/admin/account", admin).await;
     assert_eq!(unchanged, before, "the valid part was not recorded either");
 
-    let (status, body) = patch(
-        &svc,
-        "/api/admin/account",
-        admin,
-        json!({"unattended_timeout_s": 120, "default_time_zone": "Europe/Paris",
+    let (status, body) = svc
+        .patch(
+            "/api/admin/account",
+            admin,
+            json!({"unattended_timeout_s": 120, "default_time_zone": "Europe/Paris",
                "default_language": "fr", "contact_match_field": "lastname",
                "authorise_domains": ["*.shop.example"]}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["unattended_timeout_s"], 120);
     assert_eq!(body["default_time_zone"], "Europe/Paris");
@@ -662,13 +642,13 @@ async fn m5_c5_f4_account_settings_change_all_or_nothing() {
             .contains(&json!("*.shop.example")),
         "{body}"
     );
-    let (status, body) = patch(
-        &svc,
-        "/api/admin/account",
-        admin,
-        json!({"unattended_timeout_s": 59}),
-    )
-    .await;
+    let (status, body) = svc
+        .patch(
+            "/api/admin/account",
+            admin,
+            json!({"unattended_timeout_s": 59}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_field(&body), "unattended_timeout_s");
     svc.shutdown().await;
@@ -678,13 +658,13 @@ async fn m5_c5_f4_account_settings_change_all_or_nothing() {
 async fn v5_webhook_targets_round_trip_through_the_outbox_settings() {
     let svc = TestService::memory().await;
     let admin = svc.admin_token.as_str();
-    let (status, body) = put(
-        &svc,
-        "/api/admin/webhooks/crm",
-        admin,
-        json!({"url": "https://crm.example/hook", "events": ["chat.started", "chat.ended"]}),
-    )
-    .await;
+    let (status, body) = svc
+        .put(
+            "/api/admin/webhooks/crm",
+            admin,
+            json!({"url": "https://crm.example/hook", "events": ["chat.started", "chat.ended"]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, listed) = svc.get("/api/admin/webhooks", admin).await;
     assert_eq!(status, StatusCode::OK);
@@ -722,18 +702,19 @@ async fn v5_webhook_targets_round_trip_through_the_outbox_settings() {
             "webhooks.name",
         ),
     ] {
-        let (status, refused) =
-            put(&svc, &format!("/api/admin/webhooks/{name}"), admin, body).await;
+        let (status, refused) = svc
+            .put(&format!("/api/admin/webhooks/{name}"), admin, body)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
         assert_eq!(error_field(&refused), field, "{refused}");
     }
     let (_, still) = svc.get("/api/admin/webhooks", admin).await;
     assert_eq!(still, listed, "refusals changed nothing");
 
-    let (status, body) = delete(&svc, "/api/admin/webhooks/crm", admin).await;
+    let (status, body) = svc.delete("/api/admin/webhooks/crm", admin).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!([]));
-    let (status, body) = delete(&svc, "/api/admin/webhooks/crm", admin).await;
+    let (status, body) = svc.delete("/api/admin/webhooks/crm", admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     svc.shutdown().await;
 }
@@ -806,12 +787,12 @@ async fn x1_x2_x3_board_search_and_statistics_reflect_a_chat_driven_through_the_
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     // A module with an open chat cannot be deleted (M8), naming the chat.
-    let (status, refused) = delete(
-        &svc,
-        &format!("/api/admin/modules/{DEMO_MODULE}"),
-        &svc.admin_token,
-    )
-    .await;
+    let (status, refused) = svc
+        .delete(
+            &format!("/api/admin/modules/{DEMO_MODULE}"),
+            &svc.admin_token,
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert!(
         refused["error"]["fields"]

@@ -47,16 +47,7 @@ async fn agent(t: &TestService, login: &str, capacity: u32) -> (String, AgentId)
         .expect("engine")
         .expect("capacity set");
     let (_, token) = sign_in(app, login, PASSWORD).await.expect("signs in");
-    let (status, body) = t
-        .send(
-            t.client
-                .put(t.url("/api/agent/presence"))
-                .bearer_auth(&token)
-                .json(&json!({"presence": "online"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["presence"], "online");
+    t.go_online(&token).await;
     (token, user.id)
 }
 
@@ -127,16 +118,6 @@ async fn head(t: &TestService) -> u64 {
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no code>")
-}
-
-async fn put(t: &TestService, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    t.send(t.client.put(t.url(path)).bearer_auth(token).json(&body))
-        .await
-}
-
-async fn delete(t: &TestService, path: &str, token: &str) -> (StatusCode, Value) {
-    t.send(t.client.delete(t.url(path)).bearer_auth(token))
-        .await
 }
 
 /// The global positions of a chat's events.
@@ -287,12 +268,16 @@ async fn a1_sign_in_answers_one_401_for_wrong_passwords_and_unknown_logins_and_r
     assert_eq!(t.get("/api/agent/me", new).await.0, StatusCode::OK);
 
     // A1: presence round-trips; a bad value names the body.
-    let (status, body) = put(&t, "/api/agent/presence", new, json!({"presence": "away"})).await;
+    let (status, body) = t
+        .put("/api/agent/presence", new, json!({"presence": "away"}))
+        .await;
     assert_eq!(
         (status, body["presence"].as_str()),
         (StatusCode::OK, Some("away"))
     );
-    let (status, body) = put(&t, "/api/agent/presence", new, json!({"presence": "busy"})).await;
+    let (status, body) = t
+        .put("/api/agent/presence", new, json!({"presence": "busy"}))
+        .await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::BAD_REQUEST, "invalid_json")
@@ -1010,30 +995,28 @@ async fn a4_canned_responses_are_found_by_prefix_personal_first_within_their_lim
     );
     assert_eq!(body["error"]["field"], "shortcut");
     let greeting = again["id"].as_str().expect("id").to_owned();
-    let (status, body) = delete(&t, &format!("/api/agent/canned/personal/{greeting}"), &bob).await;
+    let (status, body) = t
+        .delete(&format!("/api/agent/canned/personal/{greeting}"), &bob)
+        .await;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
-    let (status, _) = delete(&t, &format!("/api/agent/canned/personal/{team}"), &alice).await;
+    let (status, _) = t
+        .delete(&format!("/api/agent/canned/personal/{team}"), &alice)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = delete(
-        &t,
-        &format!("/api/agent/canned/personal/{}", Uuid::now_v7()),
-        &alice,
-    )
-    .await;
+    let (status, _) = t
+        .delete(
+            &format!("/api/agent/canned/personal/{}", Uuid::now_v7()),
+            &alice,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = delete(
-        &t,
-        &format!("/api/agent/canned/personal/{greeting}"),
-        &alice,
-    )
-    .await;
+    let (status, _) = t
+        .delete(&format!("/api/agent/canned/personal/{greeting}"), &alice)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = delete(
-        &t,
-        &format!("/api/agent/canned/personal/{greeting}"),
-        &alice,
-    )
-    .await;
+    let (status, body) = t
+        .delete(&format!("/api/agent/canned/personal/{greeting}"), &alice)
+        .await;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "deleted"));
     let (_, found) = lookup(&alice, "/gre").await;
     assert_eq!(shortcuts(&found), ["great_news"]);

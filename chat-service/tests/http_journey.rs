@@ -41,15 +41,7 @@ async fn agent(t: &TestService, login: &str) -> (String, String) {
         .await;
     assert_eq!(status, StatusCode::OK, "{signed}");
     let token = signed["token"].as_str().expect("token").to_owned();
-    let (status, presence) = t
-        .send(
-            t.client
-                .put(t.url("/api/agent/presence"))
-                .bearer_auth(&token)
-                .json(&json!({"presence": "online"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{presence}");
+    t.go_online(&token).await;
     (token, created["id"].as_str().expect("id").to_owned())
 }
 
@@ -76,22 +68,14 @@ async fn message_frame(ws: &mut WsClient, text: &str) -> Value {
 async fn journey(t: &TestService, smtp: &SmtpListener) {
     // The admin: the engine's e-mail sender; the demo agent takes nothing; two agents.
     let mail = json!({"sender": SENDER, "offline_mail": {}});
-    let (status, body) = t
-        .send(
-            t.client
-                .put(t.url("/api/admin/mail"))
-                .bearer_auth(&t.admin_token)
-                .json(&mail),
-        )
-        .await;
+    let (status, body) = t.put("/api/admin/mail", &t.admin_token, mail.clone()).await;
     assert_eq!((status, &body), (StatusCode::OK, &mail));
     let demo_agent = user_id(DEMO_AGENT_LOGIN).to_string();
     let (status, body) = t
-        .send(
-            t.client
-                .patch(t.url(&format!("/api/admin/operators/{demo_agent}")))
-                .bearer_auth(&t.admin_token)
-                .json(&json!({"capacity": 0})),
+        .patch(
+            &format!("/api/admin/operators/{demo_agent}"),
+            &t.admin_token,
+            json!({"capacity": 0}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -187,27 +171,16 @@ async fn journey(t: &TestService, smtp: &SmtpListener) {
     message_frame(&mut visitor_ws, "It ships tomorrow morning").await;
 
     // The visitor ends and rates.
-    let (status, ended) = t
-        .send(
-            t.visitor(
-                Method::POST,
-                &format!("/api/visitor/chats/{chat}/end"),
-                Some(&token),
-            )
-            .json(&json!({})),
-        )
-        .await;
+    let (status, ended) = t.visitor_action(&chat, "end", &token, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{ended}");
     assert_eq!(ended["view"]["disposition"], "Managed");
     visitor_ws.until_type("EpisodeEnded").await;
     let (status, rated) = t
-        .send(
-            t.visitor(
-                Method::POST,
-                &format!("/api/visitor/chats/{chat}/rating"),
-                Some(&token),
-            )
-            .json(&json!({"score": 5, "comment": "fast"})),
+        .visitor_action(
+            &chat,
+            "rating",
+            &token,
+            json!({"score": 5, "comment": "fast"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{rated}");

@@ -233,33 +233,24 @@ async fn c1_visitor_journey_over_the_stream_with_reconnect_end_and_rating() {
             "no duplicate: {live}"
         );
 
-        let (status, ended) = ts
-            .send(
-                ts.visitor(
-                    Method::POST,
-                    &format!("/api/visitor/chats/{chat}/end"),
-                    Some(&token),
-                )
-                .json(&json!({})),
-            )
-            .await;
+        let (status, ended) = ts.visitor_action(&chat, "end", &token, json!({})).await;
         assert_eq!(status, StatusCode::OK, "{ended}");
         assert_eq!(ended["view"]["phase"], "Ended");
         assert_eq!(ended["view"]["disposition"], "Managed");
         ws.until_type("EpisodeEnded").await;
 
         let rate = |score: u32| {
-            ts.visitor(
-                Method::POST,
-                &format!("/api/visitor/chats/{chat}/rating"),
-                Some(&token),
+            ts.visitor_action(
+                &chat,
+                "rating",
+                &token,
+                json!({"score": score, "comment": "quick"}),
             )
-            .json(&json!({"score": score, "comment": "quick"}))
         };
-        let (status, rated) = ts.send(rate(5)).await;
+        let (status, rated) = rate(5).await;
         assert_eq!(status, StatusCode::OK, "{rated}");
         assert_eq!(rated["view"]["rated"], true);
-        let (status, again) = ts.send(rate(4)).await;
+        let (status, again) = rate(4).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(again["error"]["code"], "already_rated");
 

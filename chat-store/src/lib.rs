@@ -32,8 +32,9 @@ pub use plan::{check_retry, validate_appends, validate_read_count};
 #[cfg(feature = "testing")]
 pub use postgres::{HeldAppend, POSTGRES_TEST_URL_VAR, PostgresTestDatabase};
 pub use postgres::{
-    POSTGRES_POOL_SIZE_MAX, POSTGRES_SCHEMA_BYTES_MAX, PostgresConfig, PostgresKeyVault,
-    PostgresStore,
+    POSTGRES_POOL_SIZE_MAX, POSTGRES_SCHEMA_BYTES_MAX, POSTGRES_WRITE_BATCH_APPENDS_MAX,
+    POSTGRES_WRITE_BATCH_BYTES_MAX, POSTGRES_WRITE_QUEUE_APPENDS_MAX, PostgresConfig,
+    PostgresKeyVault, PostgresStore,
 };
 pub use seal::{SealKey, SealPolicy, SealedStore};
 pub use sled_store::{

@@ -1,10 +1,11 @@
-//! The rules of an append, written once for every store that decides in process (memory, sled).
+//! The rules of an append, written once for every store (memory, sled, PostgreSQL).
 //!
 //! An append is checked in three steps: the request alone ([`validate_appends`]: limits, empty
 //! appends, repeated streams or ids), then idempotency (are these event ids already stored?), then
-//! the expectations. Keeping the steps here means the in-memory and the sled store cannot drift
-//! apart on what a retry, a conflict or a limit is; the PostgreSQL store, which decides inside the
-//! database, reuses [`validate_appends`] and [`check_retry`] and is held to the same answers by the conformance suite.
+//! the expectations. Keeping the steps here means the stores cannot drift apart on what a retry,
+//! a conflict or a limit is. The PostgreSQL store plans too, inside its batch transaction, against
+//! what it read under the global head's lock (which no other writer can change before it
+//! commits); the conformance suite holds every store to the same answers.
 
 use crate::chain::{ChainLink, link_all};
 use crate::error::StoreError;

@@ -1,6 +1,7 @@
 //! PostgreSQL-specific promises (E1, E2, E3) that the shared conformance suite cannot stage: an
 //! append that commits late, connections killed by the server, concurrent migrations, wake-ups
-//! that cross store instances, schema isolation.
+//! that cross store instances, schema isolation, group commit (many appenders in one
+//! transaction, each answered on its own, within the batch and queue limits).
 //!
 //! Every test runs against the database named by `CHAT_TEST_POSTGRES_URL`, in a schema of its
 //! own, and drops that schema when it passes. Without the variable each test prints why and
@@ -8,10 +9,12 @@
 
 use chat_store::conformance::test_event;
 use chat_store::{
-    AppendResult, EventStore, ExpectedVersion, GlobalPosition, NewEvent, PostgresConfig,
-    PostgresStore, PostgresTestDatabase, RecordedEvent, StoreError, StreamAppend, StreamId,
+    AppendResult, Conflict, EVENT_BYTES_MAX, EventStore, ExpectedVersion, GlobalPosition, NewEvent,
+    POSTGRES_WRITE_BATCH_APPENDS_MAX, POSTGRES_WRITE_BATCH_BYTES_MAX,
+    POSTGRES_WRITE_QUEUE_APPENDS_MAX, PostgresConfig, PostgresStore, PostgresTestDatabase,
+    RecordedEvent, StoreError, StreamAppend, StreamId,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -700,4 +703,393 @@ async fn e2_a_database_from_a_newer_build_is_refused() {
     db.drop_schema(config.schema_name())
         .await
         .expect("drop schema");
+}
+
+/// Holds the global head's row lock from a connection of its own, so every append of the store
+/// under test queues behind it (the writer's transaction waits for the lock) until `release`.
+struct HeadBlocker(tokio_postgres::Client);
+
+impl HeadBlocker {
+    async fn hold(db: &PostgresTestDatabase, schema: &str) -> Self {
+        let client = db.connect().await.expect("blocker connection");
+        client
+            .batch_execute(&format!(
+                "BEGIN; UPDATE {schema}.log_head SET position = position"
+            ))
+            .await
+            .expect("lock the head");
+        Self(client)
+    }
+
+    async fn release(self) {
+        self.0.batch_execute("ROLLBACK").await.expect("unlock");
+    }
+}
+
+/// Per transaction that wrote events (PostgreSQL's `xmin` of the rows): how many events and how
+/// many payload + event-type bytes it wrote, in commit order.
+async fn transactions(db: &PostgresTestDatabase, schema: &str) -> Vec<(i64, i64)> {
+    let client = db.connect().await.expect("connection");
+    client
+        .query(
+            &format!(
+                "SELECT count(*), sum(length(payload) + octet_length(event_type))::int8 \
+                 FROM {schema}.events GROUP BY xmin::text::int8 ORDER BY min(global_position)"
+            ),
+            &[],
+        )
+        .await
+        .expect("events per transaction")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// Spawns one task per request, each appending it on its own.
+fn spawn_appends(
+    store: &Arc<PostgresStore>,
+    requests: Vec<Vec<StreamAppend>>,
+) -> Vec<tokio::task::JoinHandle<chat_store::AppendOutcome>> {
+    requests
+        .into_iter()
+        .map(|request| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append_multi(request).await })
+        })
+        .collect()
+}
+
+async fn outcomes(
+    tasks: Vec<tokio::task::JoinHandle<chat_store::AppendOutcome>>,
+) -> Vec<Result<AppendResult, Conflict>> {
+    let mut all = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let outcome = timeout(STUCK, task).await.expect("in time").expect("task");
+        all.push(outcome.expect("no store error"));
+    }
+    all
+}
+
+/// E1/E2, group commit: appenders queued while the writer waits are written together, and each
+/// gets its own answer. Four contenders create each of eight streams: one wins, the three others
+/// get a conflict of their own naming the winner's version; a multi-stream append whose second
+/// expectation fails leaves no trace in its first stream; an exact duplicate request in the same
+/// batch gets the original result; the unconditional appends all land. Every acknowledged event
+/// is stored once, gap-free, in far fewer transactions than appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn e2_appenders_in_one_batch_are_answered_each_on_their_own() {
+    const STREAMS: u64 = 8;
+    const CONTENDERS: u64 = 4;
+    let Some(db) = PostgresTestDatabase::from_env() else {
+        return;
+    };
+    let config = db.fresh_config();
+    let schema = config.schema_name().to_owned();
+    let store = Arc::new(open(config.clone()).await);
+    acked(
+        store
+            .append(&sid("fixed"), ExpectedVersion::NoStream, events(1, 1))
+            .await,
+    );
+    let blocker = HeadBlocker::hold(&db, &schema).await;
+
+    let mut requests = Vec::new();
+    for stream in 0..STREAMS {
+        for contender in 0..CONTENDERS {
+            let n = 100 + stream * CONTENDERS + contender;
+            requests.push(single(
+                &format!("race-{stream}"),
+                ExpectedVersion::NoStream,
+                events(n, 1),
+            ));
+        }
+    }
+    let any_from = requests.len();
+    for n in 0..8 {
+        requests.push(single("any", ExpectedVersion::Any, events(200 + n, 1)));
+    }
+    let multi = requests.len();
+    requests.push(vec![
+        StreamAppend {
+            stream_id: sid("multi-new"),
+            expected: ExpectedVersion::NoStream,
+            events: events(300, 2),
+        },
+        StreamAppend {
+            stream_id: sid("fixed"),
+            expected: ExpectedVersion::Exact(5),
+            events: events(302, 1),
+        },
+    ]);
+    let twins = requests.len();
+    let twin = single("twin", ExpectedVersion::NoStream, events(400, 3));
+    requests.push(twin.clone());
+    requests.push(twin);
+    let appends = requests.len();
+    let tasks = spawn_appends(&store, requests);
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        tasks.iter().all(|task| !task.is_finished()),
+        "every append waits for the head"
+    );
+    blocker.release().await;
+    let outcomes = outcomes(tasks).await;
+
+    let mut acked_ids = BTreeSet::from([test_event(1).event_id]);
+    for stream in 0..STREAMS {
+        let from = (stream * CONTENDERS) as usize;
+        let contenders = &outcomes[from..from + CONTENDERS as usize];
+        let winners: Vec<&AppendResult> =
+            contenders.iter().filter_map(|o| o.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "one winner on race-{stream}");
+        assert_eq!(
+            winners[0].stream_versions,
+            vec![(sid(&format!("race-{stream}")), 1)]
+        );
+        for (offset, outcome) in contenders.iter().enumerate() {
+            match outcome {
+                Ok(_) => {
+                    acked_ids
+                        .insert(test_event(100 + stream * CONTENDERS + offset as u64).event_id);
+                }
+                Err(conflict) => assert_eq!(
+                    conflict,
+                    &Conflict {
+                        stream_id: sid(&format!("race-{stream}")),
+                        expected: ExpectedVersion::NoStream,
+                        actual: 1,
+                    },
+                    "each loser gets its own conflict with the actual version"
+                ),
+            }
+        }
+    }
+    let mut any_versions = Vec::new();
+    for (n, outcome) in outcomes[any_from..multi].iter().enumerate() {
+        let result = outcome.as_ref().expect("an Any append never conflicts");
+        any_versions.push(result.stream_versions[0].1);
+        acked_ids.insert(test_event(200 + n as u64).event_id);
+    }
+    any_versions.sort_unstable();
+    assert_eq!(any_versions, (1..=8).collect::<Vec<_>>());
+    assert_eq!(
+        outcomes[multi],
+        Err(Conflict {
+            stream_id: sid("fixed"),
+            expected: ExpectedVersion::Exact(5),
+            actual: 1,
+        })
+    );
+    let twin_result = outcomes[twins].clone().expect("the first twin is written");
+    assert_eq!(
+        outcomes[twins + 1],
+        Ok(twin_result.clone()),
+        "an exact duplicate gets the original result"
+    );
+    acked_ids.extend(events(400, 3).iter().map(|e| e.event_id));
+
+    let stored = read_everything(&*store).await;
+    let stored_ids: BTreeSet<_> = stored.iter().map(|e| e.event_id).collect();
+    assert_eq!(stored.len(), stored_ids.len(), "each event stored once");
+    assert_eq!(stored_ids, acked_ids, "exactly the acknowledged events");
+    assert_eq!(
+        store
+            .stream_version(&sid("multi-new"))
+            .await
+            .expect("version"),
+        0,
+        "a refused multi-stream append leaves no trace"
+    );
+    assert_eq!(
+        store.stream_version(&sid("fixed")).await.expect("version"),
+        1
+    );
+    assert_eq!(
+        store.stream_version(&sid("twin")).await.expect("version"),
+        3
+    );
+    let written = transactions(&db, &schema).await;
+    eprintln!(
+        "{appends} appends, {} transactions wrote events",
+        written.len()
+    );
+    assert!(
+        written.len() <= 3,
+        "queued appends share transactions: {written:?}"
+    );
+    drop(store);
+    db.drop_schema(&schema).await.expect("drop schema");
+}
+
+/// E2, group commit limits: more appends queued than one batch takes are written in several
+/// transactions, none with more than `POSTGRES_WRITE_BATCH_APPENDS_MAX` appends, at least one
+/// full; every append is acknowledged once, at gap-free positions in acknowledgement order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn e2_a_batch_takes_at_most_the_batch_limit() {
+    let appends = 2 * POSTGRES_WRITE_BATCH_APPENDS_MAX + 10;
+    let Some(db) = PostgresTestDatabase::from_env() else {
+        return;
+    };
+    let config = db.fresh_config();
+    let schema = config.schema_name().to_owned();
+    let store = Arc::new(open(config.clone()).await);
+    let blocker = HeadBlocker::hold(&db, &schema).await;
+    let requests = (0..appends as u64)
+        .map(|n| {
+            single(
+                &format!("s-{}", n % 16),
+                ExpectedVersion::Any,
+                events(n + 1, 1),
+            )
+        })
+        .collect();
+    let tasks = spawn_appends(&store, requests);
+    tokio::time::sleep(QUIET).await;
+    blocker.release().await;
+    let outcomes = outcomes(tasks).await;
+    let mut positions: Vec<GlobalPosition> = outcomes
+        .iter()
+        .map(|o| o.as_ref().expect("no conflict").first_position)
+        .collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=appends as u64).collect::<Vec<_>>());
+    assert_eq!(read_everything(&*store).await.len(), appends);
+    let written = transactions(&db, &schema).await;
+    let largest = written.iter().map(|&(events, _)| events).max().unwrap_or(0);
+    assert_eq!(
+        largest, POSTGRES_WRITE_BATCH_APPENDS_MAX as i64,
+        "batches fill up to the limit and no further: {written:?}"
+    );
+    assert!(written.len() >= 3, "{written:?}");
+    drop(store);
+    db.drop_schema(&schema).await.expect("drop schema");
+}
+
+/// E2, group commit limits: appends whose bytes add up to more than
+/// `POSTGRES_WRITE_BATCH_BYTES_MAX` are split over transactions that each stay within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn e2_a_batch_takes_at_most_the_byte_limit() {
+    let appends = POSTGRES_WRITE_BATCH_BYTES_MAX / EVENT_BYTES_MAX + 4;
+    let Some(db) = PostgresTestDatabase::from_env() else {
+        return;
+    };
+    let config = db.fresh_config();
+    let schema = config.schema_name().to_owned();
+    let store = Arc::new(open(config.clone()).await);
+    let blocker = HeadBlocker::hold(&db, &schema).await;
+    let requests = (0..appends as u64)
+        .map(|n| {
+            let mut event = test_event(n + 1);
+            event.payload = vec![n as u8; EVENT_BYTES_MAX - event.event_type.len()];
+            single(&format!("big-{n}"), ExpectedVersion::NoStream, vec![event])
+        })
+        .collect();
+    let tasks = spawn_appends(&store, requests);
+    tokio::time::sleep(QUIET).await;
+    blocker.release().await;
+    for outcome in outcomes(tasks).await {
+        outcome.expect("no conflict");
+    }
+    let written = transactions(&db, &schema).await;
+    assert_eq!(
+        written.iter().map(|&(events, _)| events).sum::<i64>(),
+        appends as i64
+    );
+    assert!(written.len() >= 2, "{written:?}");
+    for &(_, bytes) in &written {
+        assert!(
+            bytes <= POSTGRES_WRITE_BATCH_BYTES_MAX as i64,
+            "a transaction within the byte limit: {written:?}"
+        );
+    }
+    drop(store);
+    db.drop_schema(&schema).await.expect("drop schema");
+}
+
+/// E2, back-pressure: more appenders than the writer's queue and one batch hold together. The
+/// ones that find the queue full wait for room — none is refused or lost — and once the head is
+/// free every one is acknowledged and stored exactly once, gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn e2_a_full_queue_makes_appenders_wait_and_loses_nothing() {
+    let appends = POSTGRES_WRITE_QUEUE_APPENDS_MAX + POSTGRES_WRITE_BATCH_APPENDS_MAX + 64;
+    let Some(db) = PostgresTestDatabase::from_env() else {
+        return;
+    };
+    let config = db.fresh_config();
+    let schema = config.schema_name().to_owned();
+    let store = Arc::new(open(config.clone()).await);
+    let blocker = HeadBlocker::hold(&db, &schema).await;
+    let requests = (0..appends as u64)
+        .map(|n| {
+            single(
+                &format!("q-{n}"),
+                ExpectedVersion::NoStream,
+                events(n + 1, 1),
+            )
+        })
+        .collect();
+    let tasks = spawn_appends(&store, requests);
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        tasks.iter().all(|task| !task.is_finished()),
+        "appenders wait (in the batch, in the queue or for room in it), none is refused"
+    );
+    blocker.release().await;
+    let outcomes = outcomes(tasks).await;
+    let mut by_position = BTreeMap::new();
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let result = outcome.as_ref().expect("no conflict");
+        assert_eq!(result.stream_versions, vec![(sid(&format!("q-{n}")), 1)]);
+        by_position.insert(result.first_position, test_event(n as u64 + 1).event_id);
+    }
+    assert_eq!(
+        by_position.len(),
+        appends,
+        "every append at its own position"
+    );
+    let stored = read_everything(&*store).await;
+    assert_eq!(stored.len(), appends, "nothing lost, nothing doubled");
+    for event in &stored {
+        assert_eq!(by_position[&event.global_position], event.event_id);
+    }
+    drop(store);
+    db.drop_schema(&schema).await.expect("drop schema");
+}
+
+/// E2: dropping a store ends its writer task: the writer's pool — and with it every server
+/// connection of the store — goes away instead of lingering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2_a_dropped_store_ends_its_writer() {
+    let Some(db) = PostgresTestDatabase::from_env() else {
+        return;
+    };
+    let config = db.fresh_config();
+    let schema = config.schema_name().to_owned();
+    let store = open(config.clone()).await;
+    acked(
+        store
+            .append(&sid("s"), ExpectedVersion::NoStream, events(1, 1))
+            .await,
+    );
+    let watcher = db.connect().await.expect("connection");
+    let connections = || async {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&PostgresTestDatabase::application_name(&schema)],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get::<_, i64>(0)
+    };
+    assert!(connections().await > 0, "the store is connected");
+    drop(store);
+    timeout(STUCK, async {
+        while connections().await > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every connection of the dropped store closes");
+    db.drop_schema(&schema).await.expect("drop schema");
 }

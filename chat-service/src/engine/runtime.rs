@@ -1051,10 +1051,11 @@ fn build_snapshot(world: &World, now: DateTime<Utc>) -> Result<routing::Snapshot
             memberships: memberships.remove(id).unwrap_or_default(),
         })?;
     }
-    for (id, entry) in &world.chats {
-        if entry.state.phase != chat_core::conversation::Phase::Queued {
-            continue;
-        }
+    for (id, entry) in world
+        .queued
+        .iter()
+        .filter_map(|id| world.chats.get(id).map(|entry| (id, entry)))
+    {
         let Some(record) = entry.state.record.as_ref() else {
             continue;
         };

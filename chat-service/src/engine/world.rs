@@ -13,7 +13,9 @@ use chat_core::agent::{Agent, AgentEvent, AgentState};
 use chat_core::config::{
     AccountSettings, ContactEvent, ModuleDecider, ModuleState, QueueDecider, QueueState,
 };
-use chat_core::conversation::{ChatEvent, ChatState, Conversation, QueueCause, next_deadline};
+use chat_core::conversation::{
+    ChatEvent, ChatState, Conversation, Phase, QueueCause, next_deadline,
+};
 use chat_core::{AgentId, ChatId, ContactId, Decider, ModuleId, QueueId};
 use chat_store::GlobalPosition;
 use chrono::{DateTime, Utc};
@@ -49,6 +51,9 @@ pub(crate) struct World {
     pub(crate) modules: BTreeMap<ModuleId, ModuleState>,
     pub(crate) queues: BTreeMap<QueueId, QueueState>,
     pub(crate) account: AccountSettings,
+    /// The chats waiting in a queue (phase `Queued`), so a routing pass reads these and not
+    /// every chat the log has ever held.
+    pub(crate) queued: BTreeSet<ChatId>,
     /// Pending unattended deadlines (C5), earliest first.
     pub(crate) deadlines: BTreeSet<(DateTime<Utc>, ChatId)>,
     /// Open chats per module (C2's count).
@@ -116,6 +121,11 @@ impl World {
         entry.deadline = next_deadline(&entry.state);
         if let Some(new) = entry.deadline {
             self.deadlines.insert((new, chat));
+        }
+        if entry.state.phase == Phase::Queued {
+            self.queued.insert(chat);
+        } else {
+            self.queued.remove(&chat);
         }
         let is_open = entry.state.is_open();
         if let Some(module) = entry.state.record.as_ref().map(|r| r.module) {

@@ -14,7 +14,7 @@ use chat_service::http::service::{Service, ServiceConfig};
 use chat_store::{EventStore, MemoryStore};
 use futures::StreamExt;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -93,18 +93,74 @@ impl TestService {
         (status, body)
     }
 
+    /// `method` on `path` with an operator token and, when given, a JSON body.
+    pub async fn operator(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
     /// GET with an operator token.
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        self.send(self.client.get(self.url(path)).bearer_auth(token))
-            .await
+        self.operator(reqwest::Method::GET, path, token, None).await
     }
 
     /// POST JSON with an operator token.
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.operator(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    /// PUT JSON with an operator token.
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.operator(reqwest::Method::PUT, path, token, Some(body))
+            .await
+    }
+
+    /// PATCH JSON with an operator token.
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.operator(reqwest::Method::PATCH, path, token, Some(body))
+            .await
+    }
+
+    /// DELETE with an operator token.
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.operator(reqwest::Method::DELETE, path, token, None)
+            .await
+    }
+
+    /// Puts the signed-in agent of `token` online; panics unless the service agrees.
+    pub async fn go_online(&self, token: &str) {
+        let (status, body) = self
+            .put("/api/agent/presence", token, json!({"presence": "online"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["presence"], "online", "{body}");
+    }
+
+    /// The visitor POSTs `body` to `/api/visitor/chats/{chat}/{action}` with the chat's resume
+    /// token (e.g. `end`, `rating`).
+    pub async fn visitor_action(
+        &self,
+        chat: &str,
+        action: &str,
+        resume_token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let path = format!("/api/visitor/chats/{chat}/{action}");
         self.send(
-            self.client
-                .post(self.url(path))
-                .bearer_auth(token)
+            self.visitor(reqwest::Method::POST, &path, Some(resume_token))
                 .json(&body),
         )
         .await

@@ -7,51 +7,49 @@
 //!
 //! The database decides every concurrency question, so two processes keep every promise of the
 //! trait between them:
-//! - an append is one transaction: conditional stream-head updates first (in stream-id order, so
-//!   two multi-stream appends cannot deadlock), then one statement that takes the global head's
-//!   row lock, inserts every event with one multi-row `INSERT … SELECT … FROM unnest(…)`, and
-//!   queues a `NOTIFY`;
+//! - appends are written by one writer task per store (`writer.rs`), many per transaction (group
+//!   commit): the transaction takes the global head's row lock first (so every writer of every
+//!   process locks in one order), reads the batch's stream heads and stored ids, plans each
+//!   append with the shared rules, and writes the survivors with one statement (stream heads,
+//!   every event via `unnest`, the head, a `NOTIFY`); each appender gets its own answer;
 //! - the global head's row lock is held until commit, so positions are gap-free and become
 //!   visible in position order: a reader tailing `read_all` can never pass an event that commits
 //!   late (the visibility rule and its cost are in `docs/POSTGRES.md`);
 //! - `NOTIFY` is only a wake-up; a background task on its own connection moves the
 //!   [`EventStore::subscribe`] channel and reconnects when that connection dies.
 //!
-//! The rules of a retry (same event ids) are the shared ones ([`check_retry`]), applied to what the
-//! database holds once an append fails on a stored id or a stale expectation: a retry of a
-//! committed append always fails one of the two, so the common path pays nothing for it.
+//! The rules of a retry (same event ids) and of a conflict are the shared ones
+//! (`plan.rs`, as in the memory and sled stores), applied to what the database holds under
+//! the head lock: the batch reads its stored ids in the same round trip as the head.
 
 mod listen;
 mod migrate;
 #[cfg(feature = "testing")]
 mod testing;
 mod vault;
+mod writer;
 
 pub use vault::PostgresKeyVault;
+pub use writer::{
+    POSTGRES_WRITE_BATCH_APPENDS_MAX, POSTGRES_WRITE_BATCH_BYTES_MAX,
+    POSTGRES_WRITE_QUEUE_APPENDS_MAX,
+};
 
 #[cfg(feature = "testing")]
 pub use testing::{HeldAppend, POSTGRES_TEST_URL_VAR, PostgresTestDatabase};
 
-use crate::chain::{ChainLink, link_all};
+use crate::chain::ChainLink;
 use crate::error::StoreError;
-use crate::plan::{check_retry, validate_appends, validate_read_count};
+use crate::plan::{validate_appends, validate_read_count};
 use crate::store::{AppendOutcome, EventStore};
-use crate::types::{
-    AppendResult, Conflict, ExpectedVersion, GlobalPosition, RecordedEvent, StreamAppend, StreamId,
-    StreamVersion,
-};
+use crate::types::{GlobalPosition, RecordedEvent, StreamAppend, StreamId, StreamVersion};
 use async_trait::async_trait;
 use chrono::DateTime;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use futures::TryStreamExt;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{NoTls, Row};
-use uuid::Uuid;
 
 /// Longest schema name, in bytes: PostgreSQL truncates identifiers at 63 bytes, and the schema
 /// name is also the `LISTEN` channel, so a longer one would silently share a channel.
@@ -224,13 +222,16 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
 
 /// The PostgreSQL implementation of [`EventStore`].
 ///
-/// Dropping the store stops its listener task; pooled connections close when the last pending
-/// operation returns them.
+/// Dropping the store stops its listener task and closes its writer's queue (the writer ends
+/// after the batch in flight); pooled connections close when the last pending operation returns
+/// them.
 pub struct PostgresStore {
     pool: Pool,
     schema: String,
     head: Arc<watch::Sender<GlobalPosition>>,
     listener: tokio::task::AbortHandle,
+    /// The queue of the writer task, the only appender of this store (group commit).
+    writer: mpsc::Sender<writer::Request>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -285,11 +286,19 @@ impl PostgresStore {
             Arc::clone(&head),
         ))
         .abort_handle();
+        let (writer, queue) = mpsc::channel(POSTGRES_WRITE_QUEUE_APPENDS_MAX);
+        tokio::spawn(writer::run(
+            pool.clone(),
+            config.schema.clone(),
+            Arc::clone(&head),
+            queue,
+        ));
         Ok(Self {
             pool,
             schema: config.schema,
             head,
             listener,
+            writer,
         })
     }
 
@@ -306,120 +315,10 @@ impl PostgresStore {
     fn advance(&self, position: GlobalPosition) {
         advance(&self.head, position);
     }
-
-    /// After an append failed on a stored event id or a stale expectation: is the request a
-    /// retry of an append that is already stored? Answered by the shared rule
-    /// ([`check_retry`]) over the stored events with the request's ids.
-    async fn settle_failed_append(
-        &self,
-        appends: &[StreamAppend],
-        failure: Failure,
-    ) -> AppendOutcome {
-        let client = self.client().await?;
-        let ids: Vec<Uuid> = appends
-            .iter()
-            .flat_map(|a| a.events.iter().map(|e| e.event_id))
-            .collect();
-        let sql = client
-            .prepare_cached(SQL_EVENTS_BY_ID)
-            .await
-            .map_err(backend)?;
-        let rows = client.query(&sql, &[&ids]).await.map_err(backend)?;
-        let mut stored = BTreeMap::new();
-        for row in &rows {
-            let event = recorded_event(row)?;
-            stored.insert(event.event_id, event);
-        }
-        match (check_retry(appends, &stored)?, failure) {
-            (Some(original), _) => Ok(Ok(original)),
-            (None, Failure::Conflict(conflict)) => Ok(Err(conflict)),
-            (None, Failure::StoredEventId) => Err(StoreError::Backend(
-                "an event id was refused as stored but is not readable".into(),
-            )),
-        }
-    }
 }
 
-/// Why an append transaction did not commit, when that is not a plain backend failure.
-enum Failure {
-    /// A stream's expectation did not hold.
-    Conflict(Conflict),
-    /// An event id is already stored (the insert hit the unique index).
-    StoredEventId,
-}
-
-/// The failure of [`write_in`]: a stored event id is reported apart from other failures because
-/// it may mean the request is a retry.
-enum WriteError {
-    StoredEventId,
-    Store(StoreError),
-}
-
-impl From<tokio_postgres::Error> for WriteError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        let on_event_id = e.as_db_error().is_some_and(|db| {
-            db.code() == &SqlState::UNIQUE_VIOLATION && db.constraint() == Some(EVENT_ID_UNIQUE)
-        });
-        if on_event_id {
-            Self::StoredEventId
-        } else {
-            Self::Store(backend(e))
-        }
-    }
-}
-
-impl From<StoreError> for WriteError {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
-    }
-}
-
-/// The unique index on `events.event_id` (PostgreSQL's default name for `UNIQUE` on a column).
-const EVENT_ID_UNIQUE: &str = "events_event_id_key";
-
-/// Conditional stream-head updates. Each returns the stream's new version, or no row when the
-/// expectation does not hold; none writes a version it has not checked.
-const SQL_HEAD_EXACT: &str = "UPDATE streams SET version = version + $2 \
-     WHERE stream_id = $1 AND version = $3 RETURNING version";
-const SQL_HEAD_CREATE: &str = "INSERT INTO streams (stream_id, version) VALUES ($1, $2) \
-     ON CONFLICT (stream_id) DO NOTHING RETURNING version";
-const SQL_HEAD_EXISTS: &str =
-    "UPDATE streams SET version = version + $2 WHERE stream_id = $1 RETURNING version";
-const SQL_HEAD_ANY: &str = "INSERT INTO streams (stream_id, version) VALUES ($1, $2) \
-     ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version \
-     RETURNING version";
-/// The version a failed expectation met (a new statement, so it sees the winner's commit).
+/// The version of one stream (0 when it has none).
 const SQL_STREAM_VERSION: &str = "SELECT version FROM streams WHERE stream_id = $1";
-
-/// Takes the global head's row lock (held until commit: the visibility rule) and reserves the
-/// positions after it; returns the new head and the link of the old head's event, which the new
-/// events chain to (docs/AUDIT.md).
-const SQL_TAKE_HEAD: &str =
-    "UPDATE log_head SET position = position + $1 RETURNING position, chain";
-
-/// Inserts every event in one statement at the reserved positions, with its chain link, moves the
-/// head's link, and queues the wake-up.
-const SQL_WRITE_EVENTS: &str = "\
-WITH written AS (
-    INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type,
-                        schema_version, recorded_at_s, recorded_at_ns, correlation_id,
-                        causation_id, payload, chain)
-    SELECT $1::int8 + e.ord - 1, e.event_id, e.stream_id, e.stream_version, e.event_type,
-           e.schema_version, e.recorded_at_s, e.recorded_at_ns, e.correlation_id,
-           e.causation_id, e.payload, e.chain
-    FROM unnest($2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::int8[],
-                $8::int4[], $9::uuid[], $10::uuid[], $11::bytea[], $12::bytea[])
-         WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_type, schema_version,
-                              recorded_at_s, recorded_at_ns, correlation_id, causation_id,
-                              payload, chain, ord)
-    RETURNING 1
-), linked AS (
-    UPDATE log_head SET chain = $13 RETURNING 1
-), notified AS (
-    SELECT pg_notify($14, $15::text)
-)
-SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM linked),
-       (SELECT count(*) FROM notified)";
 
 /// The envelope columns every read returns, in the order `recorded_event` expects.
 macro_rules! event_columns {
@@ -445,191 +344,18 @@ const SQL_EVENTS_BY_ID: &str = concat!(
 );
 const SQL_HEAD: &str = "SELECT position FROM log_head";
 
-/// The body of an append transaction (shared by [`EventStore::append_multi`] and the test-only
-/// held append): stream heads in stream-id order, then one statement for every event.
-async fn write_in(
-    tx: &deadpool_postgres::Transaction<'_>,
-    channel: &str,
-    appends: &[StreamAppend],
-) -> Result<Result<AppendResult, Conflict>, WriteError> {
-    // Lock order: stream ids ascending, then the global head. Every appender takes its locks in
-    // this order, so two multi-stream appends wait for each other instead of deadlocking.
-    let mut order: Vec<usize> = (0..appends.len()).collect();
-    order.sort_by(|&a, &b| appends[a].stream_id.cmp(&appends[b].stream_id));
-    // One conditional statement per stream, all pipelined (on the wire before the first answer
-    // comes back); the server still runs them one after the other, in lock order.
-    let mut statements = Vec::with_capacity(order.len());
-    let mut params: Vec<(&str, i64, i64)> = Vec::with_capacity(order.len());
-    for &index in &order {
-        let append = &appends[index];
-        let (sql, expected) = match append.expected {
-            ExpectedVersion::Any => (SQL_HEAD_ANY, 0),
-            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => (SQL_HEAD_CREATE, 0),
-            ExpectedVersion::StreamExists => (SQL_HEAD_EXISTS, 0),
-            ExpectedVersion::Exact(expected) => (SQL_HEAD_EXACT, to_db(expected)),
-        };
-        statements.push(tx.prepare_cached(sql).await?);
-        let count = to_db(append.events.len() as u64);
-        params.push((append.stream_id.as_str(), count, expected));
-    }
-    let heads = futures::future::try_join_all(statements.iter().zip(&params).map(
-        |(statement, (stream, count, expected))| {
-            let all: [&(dyn ToSql + Sync); 3] = [stream, count, expected];
-            let used = all.into_iter().take(statement.params().len());
-            async move {
-                tx.query_raw(statement, used)
-                    .await?
-                    .try_collect::<Vec<Row>>()
-                    .await
-            }
-        },
-    ))
-    .await?;
-    let mut new_versions: Vec<Option<StreamVersion>> = vec![None; appends.len()];
-    // Every stream is checked even after a failure, so the conflict reported is the first in
-    // request order (docs/STORE.md), not the first in lock order.
-    let mut conflicts = BTreeMap::new();
-    for (&index, rows) in order.iter().zip(&heads) {
-        let append = &appends[index];
-        match rows.first() {
-            Some(row) => {
-                let version: i64 = row.try_get(0)?;
-                new_versions[index] = Some(from_db(version, 0)?);
-            }
-            None => {
-                let sql = tx.prepare_cached(SQL_STREAM_VERSION).await?;
-                let actual = match tx.query_opt(&sql, &[&append.stream_id.as_str()]).await? {
-                    Some(row) => row.try_get::<_, i64>(0)?.max(0) as u64,
-                    None => 0,
-                };
-                conflicts.insert(
-                    index,
-                    Conflict {
-                        stream_id: append.stream_id.clone(),
-                        expected: append.expected,
-                        actual,
-                    },
-                );
-            }
-        }
-    }
-    if let Some((_, conflict)) = conflicts.into_iter().next() {
-        return Ok(Err(conflict));
-    }
-    let total: usize = appends.iter().map(|a| a.events.len()).sum();
-    let count = to_db(total as u64);
-    let sql = tx.prepare_cached(SQL_TAKE_HEAD).await?;
-    let head = tx.query_one(&sql, &[&count]).await?;
-    let last_position = from_db(head.try_get(0)?, 0)?;
-    let previous: Option<Vec<u8>> = head.try_get(1)?;
-    let previous = previous
-        .map(|link| {
-            ChainLink::try_from(link.as_slice()).map_err(|_| StoreError::Corrupt {
-                position: last_position - total as u64,
-                reason: format!("the head's chain link has {} bytes", link.len()),
-            })
-        })
-        .transpose()?;
-    let first_position = last_position + 1 - total as u64;
-    let mut records = Vec::with_capacity(total);
-    let mut stream_versions = Vec::with_capacity(appends.len());
-    for (append, new_version) in appends.iter().zip(&new_versions) {
-        let last = new_version.unwrap_or_default();
-        let first = last + 1 - append.events.len() as u64;
-        for (offset, event) in append.events.iter().enumerate() {
-            records.push(RecordedEvent {
-                event_id: event.event_id,
-                stream_id: append.stream_id.clone(),
-                stream_version: first + offset as u64,
-                global_position: first_position + records.len() as u64,
-                event_type: event.event_type.clone(),
-                schema_version: event.schema_version,
-                recorded_at: event.recorded_at,
-                correlation_id: event.correlation_id,
-                causation_id: event.causation_id,
-                payload: event.payload.clone(),
-                chain: None,
-            });
-        }
-        stream_versions.push((append.stream_id.clone(), last));
-    }
-    let head_link = link_all(previous, &mut records);
-    let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
-    let streams: Vec<&str> = records.iter().map(|r| r.stream_id.as_str()).collect();
-    let versions: Vec<i64> = records.iter().map(|r| to_db(r.stream_version)).collect();
-    let types: Vec<&str> = records.iter().map(|r| r.event_type.as_str()).collect();
-    let schema_versions: Vec<i32> = records
-        .iter()
-        .map(|r| i32::from(r.schema_version))
-        .collect();
-    let seconds: Vec<i64> = records.iter().map(|r| r.recorded_at.timestamp()).collect();
-    let nanos: Vec<i32> = records
-        .iter()
-        .map(|r| r.recorded_at.timestamp_subsec_nanos() as i32)
-        .collect();
-    let correlations: Vec<Option<Uuid>> = records.iter().map(|r| r.correlation_id).collect();
-    let causations: Vec<Option<Uuid>> = records.iter().map(|r| r.causation_id).collect();
-    let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
-    let links: Vec<&[u8]> = records
-        .iter()
-        .map(|r| r.chain.as_ref().map_or(&[][..], |l| &l[..]))
-        .collect();
-    let sql = tx.prepare_cached(SQL_WRITE_EVENTS).await?;
-    let row = tx
-        .query_one(
-            &sql,
-            &[
-                &to_db(first_position),
-                &ids,
-                &streams,
-                &versions,
-                &types,
-                &schema_versions,
-                &seconds,
-                &nanos,
-                &correlations,
-                &causations,
-                &payloads,
-                &links,
-                &&head_link[..],
-                &channel,
-                &last_position.to_string(),
-            ],
-        )
-        .await?;
-    let written: i64 = row.try_get(0)?;
-    if written != count {
-        return Err(WriteError::Store(StoreError::Backend(format!(
-            "the events insert wrote {written} of {count} rows"
-        ))));
-    }
-    Ok(Ok(AppendResult {
-        stream_versions,
-        first_position,
-        last_position,
-    }))
-}
-
 #[async_trait]
 impl EventStore for PostgresStore {
+    /// Queued for the store's writer, which commits it together with every other append waiting
+    /// at the time (group commit, `writer.rs`). A full queue makes the caller wait here.
     async fn append_multi(&self, appends: Vec<StreamAppend>) -> AppendOutcome {
         validate_appends(&appends)?;
-        let failure = {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(backend)?;
-            match write_in(&tx, &self.schema, &appends).await {
-                Ok(Ok(result)) => {
-                    tx.commit().await.map_err(backend)?;
-                    self.advance(result.last_position);
-                    return Ok(Ok(result));
-                }
-                Ok(Err(conflict)) => Failure::Conflict(conflict),
-                Err(WriteError::StoredEventId) => Failure::StoredEventId,
-                Err(WriteError::Store(e)) => return Err(e),
-            }
-            // Dropping the transaction rolls it back before the connection is reused.
-        };
-        self.settle_failed_append(&appends, failure).await
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(writer::Request { appends, reply })
+            .await
+            .map_err(|_| writer::writer_stopped())?;
+        answer.await.map_err(|_| writer::writer_stopped())?
     }
 
     async fn read_stream(

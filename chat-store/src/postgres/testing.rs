@@ -5,9 +5,8 @@
 //! conformance factory — needs the same skip rule, schema naming and clean-up, and because
 //! holding an append open needs the store's own SQL, which stays private.
 
-use super::{
-    PostgresConfig, PostgresStore, WriteError, application_name, backend, validate_schema, write_in,
-};
+use super::writer::{Answer, write_batch};
+use super::{PostgresConfig, PostgresStore, application_name, backend, validate_schema};
 use crate::error::StoreError;
 use crate::plan::validate_appends;
 use crate::types::{AppendResult, Conflict, StreamAppend};
@@ -16,9 +15,10 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 impl PostgresStore {
-    /// Runs an append's statements in a transaction and hands back the outcome while the
-    /// transaction is still open (rows inserted, global head locked, nothing committed), so a
-    /// test can show that no reader passes an append that commits late.
+    /// Runs an append's statements in a transaction of its own (the writer's transaction body,
+    /// bypassing the writer's queue) and hands back the outcome while the transaction is still
+    /// open (rows inserted, global head locked, nothing committed), so a test can show that no
+    /// reader passes an append that commits late.
     pub async fn append_held(&self, appends: Vec<StreamAppend>) -> Result<HeldAppend, StoreError> {
         validate_appends(&appends)?;
         let mut client = self.client().await?;
@@ -27,14 +27,23 @@ impl PostgresStore {
         let (decision_tx, decision_rx) = tokio::sync::oneshot::channel::<bool>();
         let task = tokio::spawn(async move {
             let tx = client.transaction().await.map_err(backend)?;
-            let written = write_in(&tx, &schema, &appends).await;
-            let wrote = matches!(written, Ok(Ok(_)));
-            let _ = outcome_tx.send(written.map_err(|f| match f {
-                WriteError::Store(e) => e,
-                WriteError::StoredEventId => {
-                    StoreError::InvalidRequest("a held append takes new event ids only".into())
-                }
-            }));
+            // The writer's own transaction body, with a batch of one.
+            let outcome = match write_batch(&tx, &schema, &[&appends]).await {
+                Ok(mut batch) => batch.answers.pop().unwrap_or_else(|| {
+                    Err(StoreError::Backend("a batch of one gave no answer".into()))
+                }),
+                Err(e) => Err(e),
+            };
+            let outcome = match outcome {
+                Ok(Ok(Answer::Written(result))) => Ok(Ok(result)),
+                Ok(Ok(Answer::AlreadyStored(_))) => Err(StoreError::InvalidRequest(
+                    "a held append takes new event ids only".into(),
+                )),
+                Ok(Err(conflict)) => Ok(Err(conflict)),
+                Err(e) => Err(e),
+            };
+            let wrote = matches!(outcome, Ok(Ok(_)));
+            let _ = outcome_tx.send(outcome);
             let commit = wrote && decision_rx.await.unwrap_or(false);
             if commit {
                 tx.commit().await.map_err(backend)
